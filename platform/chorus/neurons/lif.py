@@ -1,0 +1,126 @@
+"""The ``LIF`` layer: leaky integrate-and-fire with optional membrane potential smoothing (MPS).
+
+Implements DESIGN.md, "The spiking core": a layer maps a whole sequence ``[T, B, ...]`` to spikes of
+the same shape and keeps no state between calls. With ``mps=True`` it owns one learnable scalar β and
+smooths its potential with α = sigmoid(β), β initialised to logit(α_init).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from chorus.neurons.fused import lif_fused
+from chorus.neurons.params import V_INITS, make_params
+from chorus.neurons.reference import lif_reference
+
+BACKENDS = ("fused", "reference")
+
+
+class LIFStates(NamedTuple):
+    """Diagnostics of one call: H~(t) and the carried potential V(t−1), each ``[T, B, ...]``, fp32."""
+
+    h_tilde: torch.Tensor
+    v_prev: torch.Tensor
+
+
+class LIF(nn.Module):
+    """Leaky integrate-and-fire neuron over a time-first sequence, with optional MPS.
+
+    Args mirror SpikingJelly's ``LIFNode`` (τ = 2, V_th = 1, V_r = 0, decay_input, sigmoid surrogate with
+    α_s = 4), so that with MPS off both give the same spikes and gradients. ``v_reset=None`` is the soft
+    reset. ``v_init="uniform"`` draws V(0) from U[0, v_init_scale) per neuron and sample.
+    ``backend="reference"`` runs the plain per-timestep loop (the readable definition).
+
+    ``forward(x, return_states=True)`` also returns :class:`LIFStates`; setting ``record_states = True``
+    keeps the last call's states in ``self.last_states`` (detached) for diagnostics.
+    """
+
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        decay_input: bool = True,
+        detach_reset: bool = False,
+        surrogate: str = "sigmoid",
+        surrogate_alpha: float | None = None,
+        mps: bool = False,
+        alpha_init: float = 0.5,
+        v_init: str = "zero",
+        v_init_scale: float | None = None,
+        backend: str = "fused",
+    ):
+        super().__init__()
+        self.p = make_params(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate,
+                             surrogate_alpha, mps)
+        if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)) or not 0.0 < alpha_init < 1.0:
+            raise ValueError(f"alpha_init={alpha_init!r} must lie strictly between 0 and 1 (α = sigmoid(β))")
+        if v_init not in V_INITS:
+            raise ValueError(f"v_init={v_init!r} is not known; choose one of {', '.join(V_INITS)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not known; choose one of {', '.join(BACKENDS)}")
+        self.alpha_init = float(alpha_init)
+        self.v_init = v_init
+        self.v_init_scale = float(v_threshold if v_init_scale is None else v_init_scale)
+        if not self.v_init_scale > 0:
+            raise ValueError(f"v_init_scale={v_init_scale!r} must be positive")
+        self.backend = backend
+        self.record_states = False
+        self.last_states: LIFStates | None = None
+        if mps:
+            self.beta = nn.Parameter(torch.tensor(math.log(alpha_init / (1.0 - alpha_init))))
+        else:
+            self.register_parameter("beta", None)
+
+    @property
+    def mps(self) -> bool:
+        return self.p.mps
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The current smoothing coefficient α = sigmoid(β) (0 for a vanilla LIF)."""
+        if self.beta is None:
+            return torch.zeros(())
+        return torch.sigmoid(self.beta)
+
+    def extra_repr(self) -> str:
+        p = self.p
+        s = (f"tau={p.tau}, v_threshold={p.v_threshold}, v_reset={p.v_reset}, decay_input={p.decay_input}, "
+             f"surrogate={p.surrogate}({p.surrogate_alpha}), mps={p.mps}")
+        if p.mps:
+            s += f", alpha={float(self.alpha):.4f}"
+        return s
+
+    def _check(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"LIF input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 2:
+            raise ValueError(f"LIF input must be time-first [T, B, ...] with at least 2 dims; got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"LIF input must be a floating-point tensor; got dtype {x.dtype}")
+
+    def forward(self, x: torch.Tensor, return_states: bool = False):
+        self._check(x)
+        want_states = return_states or self.record_states
+        out_dtype = x.dtype
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+            v0 = None
+            if self.v_init == "uniform":
+                v0 = torch.rand(xf.shape[1:], device=xf.device, dtype=xf.dtype) * self.v_init_scale
+            alpha = torch.sigmoid(self.beta).to(xf.dtype) if self.beta is not None else xf.new_zeros(())
+            if self.backend == "reference":
+                s, hs, vp = lif_reference(xf, alpha, self.p, v0)
+                hs, vp = hs.detach(), vp.detach()
+            else:
+                s, hs, vp = lif_fused(xf, alpha, self.p, v0, want_vprev=want_states)
+        s = s.to(out_dtype)
+        if not want_states:
+            return s
+        states = LIFStates(hs, vp)
+        if self.record_states:
+            self.last_states = LIFStates(hs.detach(), vp.detach())
+        return (s, states) if return_states else s

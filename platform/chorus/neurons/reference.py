@@ -1,0 +1,55 @@
+"""The plain per-timestep LIF + MPS neuron: the readable definition of DESIGN.md ("The spiking core").
+
+Autograd runs through an explicit Python loop over t, exactly as the equations read::
+
+    H(t)  = V(t-1) + (X(t) - (V(t-1) - V_r)) / τ        (decay_input)
+    H(t)  = V(t-1) - (V(t-1) - V_r) / τ + X(t)           (no decay_input)
+    H~(t) = α·H~(t-1) + (1 - α)·H(t),  H~(0) = 0         (MPS; without MPS H~(t) = H(t))
+    S(t)  = Θ(H~(t) - V_th)
+    V(t)  = H~(t)·(1 - S(t)) + V_r·S(t)                  (hard reset)
+    V(t)  = H~(t) - V_th·S(t)                            (soft reset)
+
+It is slow and memory-hungry on purpose; :mod:`chorus.neurons.fused` is the fast path and is tested
+against this function.
+"""
+from __future__ import annotations
+
+import torch
+
+from chorus.neurons.params import LIFParams
+from chorus.neurons.surrogate import spike
+
+
+def lif_reference(
+    x: torch.Tensor,
+    alpha: torch.Tensor | None,
+    p: LIFParams,
+    v0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the neuron over ``x`` of shape ``[T, ...]``.
+
+    ``alpha`` is the smoothing coefficient (a 0-dim tensor, used only when ``p.mps``); ``v0`` the
+    initial potential V(0) (defaults to V_r). Returns ``(spikes, h_tilde, v_prev)``, each ``[T, ...]``,
+    where ``v_prev[t]`` is the potential V(t−1) carried into timestep t.
+    """
+    vr = p.vr
+    v = torch.full_like(x[0], vr) if v0 is None else v0.to(x.dtype)
+    hs = torch.zeros_like(x[0])
+    spikes, hss, vprevs = [], [], []
+    for t in range(x.shape[0]):
+        xt = x[t]
+        vprevs.append(v)
+        if p.decay_input:
+            h = v + (xt - (v - vr)) / p.tau
+        else:
+            h = v - (v - vr) / p.tau + xt
+        hs = alpha * hs + (1 - alpha) * h if p.mps else h
+        s = spike(hs - p.v_threshold, p.surrogate, p.surrogate_alpha)
+        s_reset = s.detach() if p.detach_reset else s
+        if p.soft_reset:
+            v = hs - p.v_threshold * s_reset
+        else:
+            v = hs * (1 - s_reset) + vr * s_reset
+        spikes.append(s)
+        hss.append(hs)
+    return torch.stack(spikes), torch.stack(hss), torch.stack(vprevs)
