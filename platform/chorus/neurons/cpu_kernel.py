@@ -67,7 +67,7 @@ def _build() -> ctypes.CDLL | None:
     i64, fp, cfgp = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(_Cfg)
     lib.lif_forward.argtypes = [fp, fp, fp, fp, fp, i64, i64, i64, i64, cfgp]
     lib.lif_forward.restype = None
-    lib.lif_backward.argtypes = [fp, fp, fp, i64, i64, i64, i64, cfgp]
+    lib.lif_backward.argtypes = [fp, fp, fp, fp, i64, i64, i64, i64, cfgp]
     lib.lif_backward.restype = ctypes.c_double
     return lib
 
@@ -130,11 +130,15 @@ def forward(x: torch.Tensor, v0: torch.Tensor | None, p: LIFParams, alpha: float
     return s, hs, vp
 
 
-def backward(gs: torch.Tensor, hs: torch.Tensor, p: LIFParams, alpha: float, oma: float):
-    """gs, hs: float32 contiguous [T, N]. Returns (grad_x, Σ dL/dH~(t)·(H~(t) − H~(t−1)))."""
+def backward(gs: torch.Tensor, ghs: torch.Tensor | None, hs: torch.Tensor, p: LIFParams, alpha: float,
+             oma: float):
+    """gs = ∂L/∂S, ghs = ∂L/∂H~ (or None), hs = H~: float32 contiguous [T, N].
+
+    Returns (∂L/∂X, Σ g(t)·(H~(t) − H~(t−1))), g(t) being the total ∂L/∂H~(t).
+    """
     T, N = hs.shape
     gx = torch.empty_like(hs)
     cfg = _cfg(p, alpha, oma)
     cp = ctypes.byref(cfg)
-    parts = _map(lambda a, b: _lib.lif_backward(_ptr(gs), _ptr(hs), _ptr(gx), T, N, a, b, cp), _ranges(N))
+    parts = _map(lambda a, b: _lib.lif_backward(_ptr(gs), _ptr(ghs), _ptr(hs), _ptr(gx), T, N, a, b, cp), _ranges(N))
     return gx, float(sum(parts))

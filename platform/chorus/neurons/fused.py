@@ -5,13 +5,13 @@ without a per-timestep autograd graph. Only H~ (``[T, ...]``, fp32) is saved for
 S(t), the surrogate Θ'(H~ − V_th) and the reset derivative are recomputed from it. The backward
 recursion, with g(t) = ∂L/∂H~(t) and gV(t) = ∂L/∂V(t) (both 0 past T)::
 
-    g(t)      = ∂L/∂S(t)·Θ'(t) + gV(t)·∂V(t)/∂H~(t) + α·g(t+1)     (α·g(t+1) only with MPS)
+    g(t)      = ∂L/∂S(t)·Θ'(t) + gV(t)·∂V(t)/∂H~(t) + α·g(t+1) [+ ∂L/∂H~(t) when H~ is used]
     ∂L/∂H(t)  = (1 − α)·g(t)                                         (g(t) without MPS)
     ∂L/∂X(t)  = c·∂L/∂H(t),   c = 1/τ (decay_input) or 1
     gV(t−1)   = (1 − 1/τ)·∂L/∂H(t)
     ∂L/∂α     = Σ_t g(t)·(H~(t−1) − H(t)) = −Σ_t g(t)·(H~(t) − H~(t−1)) / (1 − α)
 
-with ∂V/∂H~ = (1 − S) + (V_r − H~)·Θ' (hard reset) or 1 − V_th·Θ' (soft reset), the Θ' term dropped
+(α·g(t+1) only with MPS), with ∂V/∂H~ = (1 − S) + (V_r − H~)·Θ' (hard reset) or 1 − V_th·Θ' (soft reset), the Θ' term dropped
 under ``detach_reset``. float32 tensors on the CPU run the C kernel (``lif_kernel.c``); every other
 case (CUDA, float64 for gradcheck, no compiler) runs the same recursion with torch ops.
 """
@@ -47,7 +47,7 @@ def _forward_torch(x, v0, p: LIFParams, alpha, want_vprev):
     return s_out, hs_out, vp_out
 
 
-def _backward_torch(gs, hs_all, p: LIFParams, alpha):
+def _backward_torch(gs, ghs, hs_all, p: LIFParams, alpha):
     vr, k, c = p.vr, p.k, p.c
     gx = torch.empty_like(hs_all)
     gv = torch.zeros_like(hs_all[0])
@@ -63,6 +63,8 @@ def _backward_torch(gs, hs_all, p: LIFParams, alpha):
             s = heaviside(xs)
             dvdh = (1 - s) if p.detach_reset else (1 - s) + (vr - h) * sg
         g = gs[t] * sg + gv * dvdh
+        if ghs is not None:
+            g = g + ghs[t]
         if p.mps:
             g = g + alpha * g_next
             g_next = g
@@ -90,22 +92,22 @@ class FusedLIF(torch.autograd.Function):
             s, hs, vp = _forward_torch(x, v0, p, a, want_vprev)
         ctx.save_for_backward(hs, alpha)
         ctx.p, ctx.use_kernel = p, use_kernel
-        ctx.mark_non_differentiable(hs)
         if vp is not None:
             ctx.mark_non_differentiable(vp)
         return s, hs, vp
 
     @staticmethod
-    def backward(ctx, gs, _g_hs, _g_vp):
+    def backward(ctx, gs, g_hs, _g_vp):
         hs, alpha = ctx.saved_tensors
         p = ctx.p
         a = alpha.detach().to(hs.dtype)
         gs = gs.contiguous() if gs is not None else torch.zeros_like(hs)
+        g_hs = None if g_hs is None else g_hs.contiguous()
         if ctx.use_kernel:
-            gx, acc = cpu_kernel.backward(gs, hs, p, float(a), float(1 - a))
+            gx, acc = cpu_kernel.backward(gs, g_hs, hs, p, float(a), float(1 - a))
             acc = torch.tensor(acc, dtype=torch.float64)
         else:
-            gx, acc = _backward_torch(gs, hs, p, a)
+            gx, acc = _backward_torch(gs, g_hs, hs, p, a)
         g_alpha = None
         if p.mps and ctx.needs_input_grad[1]:
             oma = (1 - alpha.detach()).double().clamp_min(torch.finfo(torch.float64).tiny)

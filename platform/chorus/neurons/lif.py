@@ -20,7 +20,8 @@ BACKENDS = ("fused", "reference")
 
 
 class LIFStates(NamedTuple):
-    """Diagnostics of one call: H~(t) and the carried potential V(t−1), each ``[T, B, ...]``, fp32."""
+    """One call's potentials, each ``[T, B, ...]`` in fp32 (or fp64): H~(t), differentiable (a loss on it
+    back-propagates), and the carried potential V(t−1), detached (diagnostics only)."""
 
     h_tilde: torch.Tensor
     v_prev: torch.Tensor
@@ -114,7 +115,7 @@ class LIF(nn.Module):
             alpha = torch.sigmoid(self.beta).to(xf.dtype) if self.beta is not None else xf.new_zeros(())
             if self.backend == "reference":
                 s, hs, vp = lif_reference(xf, alpha, self.p, v0)
-                hs, vp = hs.detach(), vp.detach()
+                vp = vp.detach()
             else:
                 s, hs, vp = lif_fused(xf, alpha, self.p, v0, want_vprev=want_states)
         s = s.to(out_dtype)

@@ -3,7 +3,8 @@
  * Layout: every tensor is [T, N] contiguous float32; a call handles neurons [n0, n1) so that the
  * caller can split the work over threads. Forward writes the spikes S and the smoothed potentials H~
  * (the only tensor kept for backward), and optionally the carried potentials V(t-1). Backward
- * recomputes S, the surrogate and the reset derivative from H~, and returns the partial sum needed
+ * recomputes S, the surrogate and the reset derivative from H~ (adding any gradient that reached H~
+ * as an output), and returns the partial sum needed
  * for dL/dalpha (see chorus/neurons/fused.py for the recursion).
  *
  * The forward operation order matches chorus.neurons.reference exactly; the file is compiled with
@@ -110,7 +111,8 @@ INLINE float surrogate(const int kind, const float sa, const float x) {
     return fabsf(x) < sa / 2.0f ? 1.0f / sa : 0.0f;
 }
 
-INLINE double bwd_body(const float *restrict gs, const float *restrict hs_in, float *restrict gx,
+INLINE double bwd_body(const float *restrict gs, const float *restrict ghs_out, const float *restrict hs_in,
+                       float *restrict gx,
                        int64_t T, int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg,
                        const int mps, const int soft, const int detach, const int kind) {
     const float vth = cfg->vth, vr = cfg->vr, k = cfg->k, c = cfg->c, sa = cfg->sa;
@@ -122,6 +124,7 @@ INLINE double bwd_body(const float *restrict gs, const float *restrict hs_in, fl
         for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; }
         for (int64_t t = T - 1; t >= 0; --t) {
             const float *restrict gst = gs + t * N + c0;
+            const float *restrict ght = ghs_out ? ghs_out + t * N + c0 : 0;
             const float *restrict ht = hs_in + t * N + c0;
             float *restrict gxt = gx + t * N + c0;
             if (mps) {
@@ -139,6 +142,7 @@ INLINE double bwd_body(const float *restrict gs, const float *restrict hs_in, fl
                 if (soft) dvdh = detach ? 1.0f : 1.0f - vth * sg;
                 else dvdh = detach ? 1.0f - s : (1.0f - s) + (vr - h) * sg;
                 float g = gst[i] * sg + gv[i] * dvdh;
+                if (ght) g += ght[i];
                 float gh = g;
                 if (mps) {
                     g += a * ghs[i];
@@ -155,7 +159,7 @@ INLINE double bwd_body(const float *restrict gs, const float *restrict hs_in, fl
     return acc;
 }
 
-#define BWD(m, s, d, kd) return bwd_body(gs, hs_in, gx, T, N, n0, n1, cfg, m, s, d, kd)
+#define BWD(m, s, d, kd) return bwd_body(gs, ghs_out, hs_in, gx, T, N, n0, n1, cfg, m, s, d, kd)
 #define BWD_K(m, s, d)                          \
     do {                                        \
         if (cfg->surrogate == 0) BWD(m, s, d, 0); \
@@ -163,8 +167,9 @@ INLINE double bwd_body(const float *restrict gs, const float *restrict hs_in, fl
         BWD(m, s, d, 2);                         \
     } while (0)
 
-/* Returns sum_t sum_n dL/dH~(t) * (H~(t) - H~(t-1)) over [n0, n1); 0 without MPS. */
-double lif_backward(const float *gs, const float *hs_in, float *gx, int64_t T, int64_t N, int64_t n0,
+/* gs = dL/dS, ghs_out = dL/dH~ from the caller (nullable: H~ unused downstream).
+ * Returns sum_t sum_n dL/dH~(t) * (H~(t) - H~(t-1)) over [n0, n1); 0 without MPS. */
+double lif_backward(const float *gs, const float *ghs_out, const float *hs_in, float *gx, int64_t T, int64_t N, int64_t n0,
                     int64_t n1, const lif_cfg *cfg) {
     const int key = (cfg->mps ? 4 : 0) | (cfg->soft ? 2 : 0) | (cfg->detach ? 1 : 0);
     switch (key) {
