@@ -8,3 +8,16 @@ subnetwork guidance (TASG) loss.
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name):
+    """Lazy access to ``chorus.models`` and ``chorus.convert`` (keeps ``import chorus`` light)."""
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("chorus.models")
+    if name == "convert":
+        from chorus.models.convert import convert
+
+        return convert
+    raise AttributeError(f"module 'chorus' has no attribute {name!r}")

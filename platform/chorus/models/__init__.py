@@ -1,0 +1,13 @@
+"""The Chorus model zoo (issue 4; docs/architecture.md, "Models").
+
+Spiking VGG, ResNet, SEW-ResNet, Spikformer, Spike-driven Transformer, Spiking PointNet and SRNN built
+on :class:`chorus.neurons.LIF`, all taking time-first input and returning per-timestep logits
+``[T, B, num_classes]``. ``create(name, num_classes, in_shape, neuron=...)`` builds one by name;
+``convert(model, neuron=...)`` brings a SpikingJelly SNN onto chorus neurons.
+"""
+from chorus.models.introspect import SpikingModel, mps_layers, spiking_layers
+from chorus.models.neuron_config import LIF_KEYS, NeuronConfig
+from chorus.models.registry import create, entry, list, register
+
+__all__ = ["create", "list", "entry", "register", "mps_layers", "spiking_layers", "SpikingModel",
+           "NeuronConfig", "LIF_KEYS"]
