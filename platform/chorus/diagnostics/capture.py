@@ -1,0 +1,136 @@
+"""Hooks that record what the diagnostics need during one forward pass, and nothing when removed.
+
+For the chosen spiking layers (``chorus.neurons.LIF``) a :class:`Recorder` keeps, per forward pass,
+the layer input X (kept in the autograd graph when gradients are on, for the temporal gradient flow),
+the output spikes and the detached states H~(t), V(t−1) (``lif.record_states``). Spikes of every
+spiking layer feed the firing rates; every synaptic layer feeds the operation counter. Leaving the
+context removes the hooks and restores ``record_states`` and ``last_states``: a model outside a
+``Recorder`` runs exactly as if diagnostics did not exist (DESIGN.md: neurons keep no state).
+
+A layer called more than once in one forward pass (a shared or recurrent layer) has its calls joined
+along the time axis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from chorus.diagnostics.energy import SYNAPTIC, OpsCounter
+from chorus.neurons import LIF
+
+
+def spiking_layers(model: nn.Module) -> list[tuple[str, LIF]]:
+    """All ``LIF`` layers of a model by qualified name, in registration order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LIF)]
+
+
+def resolve_layers(model: nn.Module, layers) -> list[tuple[str, LIF]]:
+    """``layers`` as names or ``(name, LIF)`` pairs (None: all spiking layers) → ``[(name, LIF)]``."""
+    available = spiking_layers(model)
+    if not available:
+        raise ValueError(f"{type(model).__name__} has no chorus LIF layers: nothing to diagnose")
+    if layers is None:
+        return available
+    by_name = dict(available)
+    out = []
+    for item in layers:
+        name = item[0] if isinstance(item, tuple) else item
+        if name not in by_name:
+            raise ValueError(f"layer {name!r} is not a spiking layer of the model; "
+                             f"spiking layers: {', '.join(by_name)}")
+        out.append((name, by_name[name]))
+    return out
+
+
+@dataclass
+class LayerRecord:
+    """One forward pass of one chosen layer: spikes S, H~(t) and V(t−1), each ``[T, B, ...]``, and the
+    input X of each call (in the autograd graph when gradients were on)."""
+
+    x_parts: list[torch.Tensor]
+    spikes: torch.Tensor
+    h_tilde: torch.Tensor
+    v_prev: torch.Tensor
+
+
+def _join(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+
+class Recorder:
+    """Context manager installing the hooks; ``take()`` returns and clears one forward pass's records."""
+
+    def __init__(self, model: nn.Module, chosen: list[tuple[str, LIF]], ops: OpsCounter | None = None):
+        self.model = model
+        self.chosen = dict(chosen)
+        self.ops = ops
+        self.handles = []
+        self.saved_flags: dict[str, tuple] = {}
+        self._x: dict[str, list] = {}
+        self._s: dict[str, list] = {}
+        self._h: dict[str, list] = {}
+        self._v: dict[str, list] = {}
+
+    def __enter__(self) -> "Recorder":
+        try:
+            for name, lif in spiking_layers(self.model):
+                if name in self.chosen:
+                    self.saved_flags[name] = (lif.record_states, lif.last_states)
+                    lif.record_states = True
+                    self.handles.append(lif.register_forward_pre_hook(self._pre(name)))
+                self.handles.append(lif.register_forward_hook(self._post(name, name in self.chosen)))
+            if self.ops is not None:
+                for name, m in self.model.named_modules():
+                    if isinstance(m, SYNAPTIC):
+                        self.handles.append(m.register_forward_hook(self.ops.hook(name)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        for name, (flag, last) in self.saved_flags.items():
+            self.chosen[name].record_states = flag
+            self.chosen[name].last_states = last
+        self.saved_flags.clear()
+        self._clear()
+
+    def _pre(self, name: str):
+        def fn(module, args):
+            x = args[0]
+            if torch.is_grad_enabled() and not x.requires_grad:
+                # Frozen weights (or a neuron fed by data): make X a leaf so ∂L/∂X exists.
+                x = x.detach().requires_grad_(True)
+                self._x.setdefault(name, []).append(x)
+                return (x,) + tuple(args[1:])
+            self._x.setdefault(name, []).append(x)
+            return None
+        return fn
+
+    def _post(self, name: str, chosen: bool):
+        def fn(module, args, out):
+            spikes = out[0] if isinstance(out, tuple) else out
+            self._s.setdefault(name, []).append(spikes.detach())
+            if chosen:
+                st = module.last_states
+                self._h.setdefault(name, []).append(st.h_tilde)
+                self._v.setdefault(name, []).append(st.v_prev)
+        return fn
+
+    def _clear(self) -> None:
+        self._x, self._s, self._h, self._v = {}, {}, {}, {}
+
+    def take(self) -> tuple[dict[str, LayerRecord], dict[str, torch.Tensor]]:
+        """(records of the chosen layers, spikes of every spiking layer) of the last forward pass."""
+        records = {
+            name: LayerRecord(self._x[name], _join(self._s[name]), _join(self._h[name]), _join(self._v[name]))
+            for name in self.chosen if name in self._s
+        }
+        spikes = {name: _join(parts) for name, parts in self._s.items()}
+        self._clear()
+        return records, spikes

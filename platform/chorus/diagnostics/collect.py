@@ -1,0 +1,149 @@
+"""``collect``: every ensemble diagnostic of a model on a fixed list of validation batches.
+
+One forward pass per batch, with the hooks of :mod:`chorus.diagnostics.capture`, gives the
+per-timestep accuracy, the initial-state statistics of the chosen layers, firing rates and synaptic
+operations; on the first ``grad_samples`` samples the pass keeps its graph and T + 1 backward passes
+give the temporal gradient flow. The model is put in eval mode and restored, parameter gradients are
+never touched (``torch.autograd.grad`` on layer inputs only), and the random number generators are
+forked, so a training run is not perturbed by being diagnosed. See docs/architecture.md
+("Diagnostics") for how the training loop calls it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from chorus.diagnostics import figures as figs
+from chorus.diagnostics import names
+from chorus.diagnostics.accuracy import AccuracyCounter
+from chorus.diagnostics.capture import Recorder, resolve_layers
+from chorus.diagnostics.energy import FiringCounter, OpsCounter, energy_metrics
+from chorus.diagnostics.gradflow import GradFlowAccumulator
+from chorus.diagnostics.membrane import MembraneAccumulator, membrane_metrics
+from chorus.diagnostics.tables import tables as make_tables
+from chorus.diagnostics.tables import to_markdown
+
+
+@dataclass
+class Diagnostics:
+    """What :func:`collect` measured.
+
+    ``metrics`` use the MLflow names of :mod:`chorus.diagnostics.names`; ``figures`` are PNG files by
+    name; ``tables`` Markdown by name; ``samples[layer][kind]`` the ``[T, n]`` subsample of potentials
+    behind the histograms (``kind`` is ``v_prev`` or ``h_tilde``).
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, bytes] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+    layers: list[str] = field(default_factory=list)
+    timesteps: int = 0
+    num_samples: int = 0
+    samples: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+def _device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _hist_layers(chosen: list[str], n: int) -> list[str]:
+    """First, middle and last of the chosen layers (n of them, spread evenly)."""
+    if n <= 0 or not chosen:
+        return []
+    if len(chosen) <= n:
+        return list(chosen)
+    idx = sorted({round(i * (len(chosen) - 1) / (n - 1)) for i in range(n)}) if n > 1 else [0]
+    return [chosen[i] for i in idx]
+
+
+def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_samples: int = 64,
+            max_values: int = 20000, hist_layers: int = 3, render: bool = True, seed: int = 0) -> Diagnostics:
+    """Measure ``model`` on ``batches`` (a list of ``(x, y)``; x as the model takes it, y ``[B]``).
+
+    ``loss_fn(logits, y)`` is the training loss (a scalar or a dict with ``"loss"``, averaged over the
+    batch; default CE of the mean output) whose gradient per timestep is reported. ``layers``: names
+    (or ``(name, LIF)`` pairs) of the spiking layers whose membrane statistics and gradient flow are
+    measured (default: all); firing rates and energy always cover the whole model. ``grad_samples``:
+    samples used for the gradient flow (0 turns it off). ``max_values``: subsample size per layer and
+    timestep for the Wasserstein distance and the histograms. ``render=False`` skips the figures.
+    """
+    batches = list(batches)
+    if not batches:
+        raise ValueError("collect needs at least one (x, y) batch of validation data")
+    chosen = resolve_layers(model, layers)
+    chosen_names = [n for n, _ in chosen]
+    device = _device(model)
+    was_training = model.training
+    gen = torch.Generator().manual_seed(seed)
+    per_batch = max(1, max_values // len(batches))
+    acc = {(n, kind): MembraneAccumulator(per_batch, gen) for n in chosen_names for kind in names.MEMBRANE_KINDS}
+    accuracy, firing, ops = AccuracyCounter(), FiringCounter(), OpsCounter()
+    grads = GradFlowAccumulator(loss_fn)
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    T = 0
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=fork_devices), Recorder(model, chosen, ops) as rec:
+            torch.manual_seed(seed)
+            grad_left = grad_samples
+            for i, batch in enumerate(batches):
+                if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                    raise ValueError(f"batch {i} must be an (x, y) pair; got {type(batch).__name__}")
+                x, y = batch
+                x, y = x.to(device), y.to(device)
+                want_grad = grad_left > 0
+                ctx = torch.enable_grad() if want_grad else torch.no_grad()
+                with ctx:
+                    logits = model(x)
+                    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+                        raise ValueError("the model must return per-timestep logits [T, B, classes]; got "
+                                         f"{getattr(logits, 'shape', type(logits).__name__)}")
+                    records, spikes = rec.take()
+                    T = logits.shape[0]
+                    accuracy.update(logits, y)
+                    for n, s in spikes.items():
+                        firing.update(n, s)
+                    for n, r in records.items():
+                        acc[n, "v_prev"].update(r.v_prev)
+                        acc[n, "h_tilde"].update(r.h_tilde)
+                    if want_grad:
+                        # Samples are independent in eval mode: the first k outputs give the
+                        # gradients of the first k samples (the others' are zero).
+                        k = min(grad_left, y.shape[0])
+                        grads.update(logits[:, :k], y[:k], {n: r.x_parts for n, r in records.items()})
+                        grad_left -= k
+                    del logits, records
+    finally:
+        model.train(was_training)
+    num_samples = accuracy.n
+    metrics = accuracy.metrics()
+    for (n, kind), a in acc.items():
+        metrics.update(membrane_metrics(n, kind, a))
+    for kind in names.MEMBRANE_KINDS:
+        per_layer = [metrics[names.membrane_w1_avg(n, kind)] for n in chosen_names
+                     if names.membrane_w1_avg(n, kind) in metrics]
+        if per_layer:
+            metrics[names.membrane_w1_avg(None, kind)] = sum(per_layer) / len(per_layer)
+    for n, lif in chosen:
+        if lif.mps:
+            metrics[names.alpha(n)] = float(lif.alpha.detach())
+    metrics.update(firing.metrics())
+    metrics.update(energy_metrics(ops, num_samples, T))
+    metrics.update(grads.metrics())
+    hist = _hist_layers(chosen_names, hist_layers)
+    samples = {n: {kind: acc[n, kind].sample() for kind in names.MEMBRANE_KINDS} for n in hist}
+    out = Diagnostics(metrics=metrics, layers=chosen_names, timesteps=T, num_samples=num_samples, samples=samples)
+    out.tables = {k: to_markdown(t) for k, t in make_tables([("run", metrics)]).items()}
+    if render:
+        out.figures = figs.all_pngs([("run", metrics)])
+        png = figs.membrane_hist_png(samples)
+        if png:
+            out.figures["membrane_histograms.png"] = png
+    return out
+

@@ -1,0 +1,144 @@
+"""Firing rates, synaptic operations and an energy estimate per sample.
+
+The usual 45 nm figures (Horowitz, ISSCC 2014): an accumulate (AC) costs 0.9 pJ, a
+multiply-accumulate (MAC) 4.6 pJ. A spiking layer's synapses only accumulate when an input spike
+arrives, so a synaptic layer (``nn.Linear`` or ``nn.Conv1d/2d/3d``) whose input is binary performs one
+AC per (nonzero input, connected output) pair, counted exactly by running the layer with all-ones
+weights on the mask of nonzero inputs (padding, stride, dilation and groups included). The first
+synaptic layer sees real-valued data and is counted as dense MACs (output elements × fan-in, the
+usual FLOP count). A later layer whose input is not binary (after average pooling, or a residual sum
+of spikes) multiplies, so its nonzero inputs are counted as MACs. Normalisation, pooling, the spiking
+neurons themselves and attention products of spiking Transformers are not counted.
+
+Counts are summed over all T timesteps of one inference and divided by the number of samples.
+``ann_pj`` is the energy of the same architecture as a non-spiking network run once (every synaptic
+layer dense MACs at one timestep), the usual point of comparison.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from chorus.diagnostics import names
+
+E_AC_PJ = 0.9
+E_MAC_PJ = 4.6
+SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def dense_macs(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
+    """Multiply-accumulates of a dense pass: output elements × fan-in (the standard FLOP count)."""
+    if isinstance(module, nn.Linear):
+        return out.numel() * module.in_features
+    fan_in = (module.in_channels // module.groups) * int(torch.tensor(module.kernel_size).prod())
+    return out.numel() * fan_in
+
+
+def event_ops(module: nn.Module, x: torch.Tensor) -> int:
+    """(nonzero input, connected output) pairs: the synaptic events triggered by the nonzero inputs."""
+    mask = (x.detach() != 0).to(torch.float32)
+    if isinstance(module, nn.Linear):
+        return int(mask.sum().item()) * module.out_features
+    ones = torch.ones_like(module.weight, dtype=torch.float32)
+    with torch.autocast(device_type=mask.device.type, enabled=False):
+        counts = module._conv_forward(mask, ones, None)
+    return int(round(counts.double().sum().item()))
+
+
+def is_binary(x: torch.Tensor) -> bool:
+    x = x.detach()
+    return bool(((x == 0) | (x == 1)).all().item())
+
+
+@dataclass
+class LayerOps:
+    """Operations counted for one synaptic layer over the diagnostics subset."""
+
+    first: bool
+    ac: int = 0
+    mac: int = 0
+    dense: int = 0  # dense MACs over all timesteps (for the ANN comparison)
+
+
+@dataclass
+class OpsCounter:
+    """Forward hooks on synaptic layers; the first layer to run is counted as dense MACs."""
+
+    layers: dict[str, LayerOps] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+
+    def hook(self, name: str):
+        def fn(module, args, out):
+            x = args[0]
+            if name not in self.layers:
+                self.layers[name] = LayerOps(first=not self.order)
+                self.order.append(name)
+            rec = self.layers[name]
+            dense = dense_macs(module, x, out)
+            rec.dense += dense
+            if rec.first:
+                rec.mac += dense
+            elif is_binary(x):
+                rec.ac += event_ops(module, x)
+            else:
+                rec.mac += event_ops(module, x)
+        return fn
+
+
+def energy_metrics(counter: OpsCounter, num_samples: int, T: int) -> dict[str, float]:
+    """Per-sample SOPs per layer, AC/MAC totals, energy in pJ and the dense ANN comparison."""
+    if num_samples <= 0 or not counter.layers:
+        return {}
+    out: dict[str, float] = {}
+    ac = mac = dense = 0.0
+    for name in counter.order:
+        rec = counter.layers[name]
+        out[names.sop(name)] = (rec.ac + rec.mac) / num_samples
+        ac += rec.ac / num_samples
+        mac += rec.mac / num_samples
+        dense += rec.dense / num_samples / max(T, 1)
+    pj = E_AC_PJ * ac + E_MAC_PJ * mac
+    ann = E_MAC_PJ * dense
+    out[names.ENERGY_AC] = ac
+    out[names.ENERGY_MAC] = mac
+    out[names.ENERGY_PJ] = pj
+    out[names.ENERGY_ANN_PJ] = ann
+    if ann > 0:
+        out[names.ENERGY_RATIO] = pj / ann
+    return out
+
+
+class FiringCounter:
+    """Spike counts per layer and timestep from the outputs of the spiking layers."""
+
+    def __init__(self) -> None:
+        self.spikes: dict[str, torch.Tensor] = {}
+        self.neurons: dict[str, int] = {}
+
+    def update(self, layer: str, spikes: torch.Tensor) -> None:
+        s = spikes.detach().reshape(spikes.shape[0], -1)
+        per_t = s.double().sum(1).cpu()
+        if layer in self.spikes:
+            if self.spikes[layer].shape[0] != per_t.shape[0]:
+                raise ValueError(f"layer {layer}: timesteps changed between batches")
+            self.spikes[layer] += per_t
+            self.neurons[layer] += s.shape[1]
+        else:
+            self.spikes[layer] = per_t
+            self.neurons[layer] = s.shape[1]
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        total_spikes = total_slots = 0.0
+        for layer, per_t in self.spikes.items():
+            n = self.neurons[layer]
+            for i in range(per_t.shape[0]):
+                out[names.firing(layer, i + 1)] = float(per_t[i] / n)
+            out[names.firing(layer)] = float(per_t.sum() / (n * per_t.shape[0]))
+            total_spikes += float(per_t.sum())
+            total_slots += n * per_t.shape[0]
+        if total_slots:
+            out[names.firing(None)] = total_spikes / total_slots
+        return out

@@ -1,0 +1,252 @@
+"""PNG figures of the diagnostics, for one run or several side by side.
+
+Every function takes ``runs = [(label, metrics), ...]`` (one entry for a single run, two for
+``chorus report --vs``) and returns PNG bytes, or None when the metrics hold nothing to draw. They use
+matplotlib's Agg canvas directly (no pyplot, no global backend switch). Figures answer the paper's
+claims: per-timestep accuracy (Table 1), μ/σ of the initial states per timestep (Figure 1), α, the
+temporal gradient flow with MPS on vs off, firing rates and synaptic operations (energy).
+"""
+from __future__ import annotations
+
+import io
+import math
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from chorus.diagnostics import extract
+
+STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D")
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    for ax in fig.axes:
+        if ax.get_xlabel() and ax.get_xlabel()[0] in "tdk" or ax.get_xlabel() in ("epoch",):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _colors(n: int):
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1) * 0.9) for i in range(n)]
+
+
+def _runs_label(label: str, layer: str, multi: bool) -> str:
+    return f"{label}: {layer}" if multi else layer
+
+
+def accuracy_png(runs) -> bytes | None:
+    """Accuracy of the output at step t alone, and of the mean of the first k outputs."""
+    data = [(label, *extract.accuracy(m)) for label, m in runs]
+    if not any(step or first for _, step, first in data):
+        return None
+    fig = Figure(layout="constrained", figsize=(9, 3.4))
+    ax1, ax2 = fig.subplots(1, 2, sharey=True)
+    for i, (label, step, first) in enumerate(data):
+        ax1.plot(range(1, len(step) + 1), [100 * v for v in step], STYLES[i % 4], marker=MARKERS[i % 4], label=label)
+        ax2.plot(range(1, len(first) + 1), [100 * v for v in first], STYLES[i % 4], marker=MARKERS[i % 4], label=label)
+    ax1.set(title="output at timestep t alone", xlabel="t", ylabel="accuracy (%)")
+    ax2.set(title="mean of the first k outputs (anytime)", xlabel="k")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def membrane_stats_png(runs) -> bytes | None:
+    """μ and σ of V(t−1) and of H~(t) per timestep, one line per layer (line style per run)."""
+    data = [(label, extract.membrane(m, "v_prev"), extract.membrane(m, "h_tilde")) for label, m in runs]
+    if not any(v or h for _, v, h in data):
+        return None
+    fig = Figure(layout="constrained", figsize=(10, 6.5))
+    axes = fig.subplots(2, 2)
+    multi = len(runs) > 1
+    panels = [(0, "mean", "μ of V(t−1)"), (0, "std", "σ of V(t−1)"), (1, "mean", "μ of H~(t)"), (1, "std", "σ of H~(t)")]
+    for i, (label, v_stats, h_stats) in enumerate(data):
+        for ax, (src, stat, title) in zip(axes.flat, panels):
+            stats = (v_stats, h_stats)[src]
+            for color, (layer, s) in zip(_colors(len(stats)), stats.items()):
+                ys = s.get(stat, [])
+                ax.plot(range(1, len(ys) + 1), ys, STYLES[i % 4], color=color, marker=".",
+                        label=_runs_label(label, layer, multi))
+            ax.set(title=title, xlabel="timestep t")
+            ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles and len(handles) <= 16:
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7)
+    return _png(fig)
+
+
+def membrane_gap_png(runs) -> bytes | None:
+    """Layer-averaged gaps between consecutive timesteps: |Δμ|, |Δσ| and W1, for V(t−1) and H~(t)."""
+    data = [(label, extract.membrane(m, "v_prev"), extract.membrane(m, "h_tilde")) for label, m in runs]
+    if not any(v or h for _, v, h in data):
+        return None
+    fig = Figure(layout="constrained", figsize=(10, 3.2))
+    axes = fig.subplots(1, 3)
+    for i, (label, v_stats, h_stats) in enumerate(data):
+        for ax, stat in zip(axes, ("dmean", "dstd", "w1")):
+            for kind, stats in (("V(t−1)", v_stats), ("H~(t)", h_stats)):
+                ys = extract.layer_average({k: s.get(stat, []) for k, s in stats.items()})
+                ax.plot(range(1, len(ys) + 1), ys, STYLES[i % 4], marker=MARKERS[0 if kind[0] == "V" else 1],
+                        label=f"{label}: {kind}")
+            ax.set(title={"dmean": "|Δμ|", "dstd": "|Δσ|", "w1": "Wasserstein-1"}[stat] + " between t and t+1",
+                   xlabel="t (gap t → t+1)")
+            ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _png(fig)
+
+
+def membrane_hist_png(samples: dict[str, dict[str, "object"]], bins: int = 60) -> bytes | None:
+    """Histograms of V(t−1) and H~(t) per timestep for chosen layers: ``samples[layer][kind]`` is ``[T, n]``."""
+    if not samples:
+        return None
+    layers = list(samples)
+    fig = Figure(layout="constrained", figsize=(10, 2.6 * len(layers)))
+    axes = fig.subplots(len(layers), 2, squeeze=False)
+    for row, layer in enumerate(layers):
+        for col, (kind, title) in enumerate((("v_prev", "V(t−1)"), ("h_tilde", "H~(t)"))):
+            ax = axes[row][col]
+            vals = samples[layer].get(kind)
+            if vals is None:
+                continue
+            T = vals.shape[0]
+            lo, hi = float(vals.min()), float(vals.max())
+            if not hi > lo:
+                lo, hi = lo - 0.5, hi + 0.5
+            for t, color in zip(range(T), _colors(T)):
+                ax.hist(vals[t].numpy(), bins=bins, range=(lo, hi), histtype="step", color=color,
+                        density=True, label=f"t={t + 1}")
+            ax.set(title=f"{layer}: {title}", xlabel="potential", ylabel="density")
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def alpha_png(runs) -> bytes | None:
+    """The final α of every MPS layer (bars; one group per run)."""
+    data = [(label, extract.alphas(m)) for label, m in runs]
+    data = [(label, a) for label, a in data if a]
+    if not data:
+        return None
+    layers = sorted({layer for _, a in data for layer in a}, key=extract.natural_key)
+    fig = Figure(layout="constrained", figsize=(max(5, 0.5 * len(layers) + 3), 3.4))
+    ax = fig.subplots()
+    width = 0.8 / len(data)
+    for i, (label, a) in enumerate(data):
+        xs = [j + i * width for j in range(len(layers))]
+        ax.bar(xs, [a.get(layer, math.nan) for layer in layers], width, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=60, ha="right", fontsize=7)
+    ax.set(ylabel="α", ylim=(0, 1), title="MPS smoothing coefficient α per layer")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def alpha_trajectory_png(histories) -> bytes | None:
+    """α per layer over training: ``histories = [(label, {layer: [(epoch, α), ...]})]``."""
+    histories = [(label, h) for label, h in histories if h]
+    if not histories:
+        return None
+    fig = Figure(layout="constrained", figsize=(7, 3.6))
+    ax = fig.subplots()
+    multi = len(histories) > 1
+    for i, (label, h) in enumerate(histories):
+        layers = sorted(h, key=extract.natural_key)
+        for color, layer in zip(_colors(len(layers)), layers):
+            pts = sorted(h[layer])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], STYLES[i % 4], color=color,
+                    label=_runs_label(label, layer, multi))
+    ax.set(xlabel="epoch", ylabel="α", title="α trajectories")
+    ax.grid(alpha=0.3)
+    if len(ax.get_lines()) <= 16:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _png(fig)
+
+
+def gradflow_png(runs) -> bytes | None:
+    """Per-sample ‖∂ℓ_t'/∂X(t'−d)‖ against d per layer, and its layer-averaged ratio to d = 0."""
+    data = [(label, extract.gradflow(m), extract.gradflow_rel(m)) for label, m in runs]
+    if not any(g for _, g, _ in data):
+        return None
+    fig = Figure(layout="constrained", figsize=(10, 3.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    multi = len(runs) > 1
+    for i, (label, g, rel) in enumerate(data):
+        for color, (layer, ys) in zip(_colors(len(g)), g.items()):
+            ax1.plot(range(len(ys)), ys, STYLES[i % 4], color=color, marker=".", label=_runs_label(label, layer, multi))
+        ax2.plot(range(len(rel)), rel, STYLES[i % 4], marker=MARKERS[i % 4], label=label)
+    ax1.set(xlabel="distance to the loss d (timesteps)", ylabel="per-sample gradient norm",
+            title="‖∂ℓ(t')/∂X(t'−d)‖ per layer")
+    ax2.set(xlabel="d", ylabel="ratio to d = 0", title="temporal gradient flow (mean over layers)")
+    for ax in (ax1, ax2):
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    if len(ax1.get_lines()) <= 16:
+        ax1.legend(fontsize=6)
+    ax2.legend(fontsize=8)
+    return _png(fig)
+
+
+def firing_png(runs) -> bytes | None:
+    """Firing rate per layer and timestep."""
+    data = [(label, extract.firing(m)) for label, m in runs]
+    if not any(f for _, f in data):
+        return None
+    fig = Figure(layout="constrained", figsize=(7, 3.8))
+    ax = fig.subplots()
+    multi = len(runs) > 1
+    for i, (label, f) in enumerate(data):
+        for color, (layer, ys) in zip(_colors(len(f)), f.items()):
+            ax.plot(range(1, len(ys) + 1), ys, STYLES[i % 4], color=color, marker=".",
+                    label=_runs_label(label, layer, multi))
+    ax.set(xlabel="timestep t", ylabel="spikes per neuron per step", title="firing rate")
+    ax.grid(alpha=0.3)
+    if len(ax.get_lines()) <= 16:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _png(fig)
+
+
+def sop_png(runs) -> bytes | None:
+    """Synaptic operations per sample of every synaptic layer (first layer: MACs; others: ACs)."""
+    data = [(label, extract.sops(m)) for label, m in runs]
+    data = [(label, s) for label, s in data if s]
+    if not data:
+        return None
+    layers = sorted({layer for _, s in data for layer in s}, key=extract.natural_key)
+    fig = Figure(layout="constrained", figsize=(max(5, 0.5 * len(layers) + 3), 3.4))
+    ax = fig.subplots()
+    width = 0.8 / len(data)
+    for i, (label, s) in enumerate(data):
+        ax.bar([j + i * width for j in range(len(layers))], [s.get(layer, math.nan) for layer in layers], width,
+               label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=60, ha="right", fontsize=7)
+    ax.set(ylabel="operations per sample", title="synaptic operations per layer")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def all_pngs(runs) -> dict[str, bytes]:
+    """Every metric-based figure that has data, by file name."""
+    makers = {
+        "accuracy.png": accuracy_png,
+        "membrane_stats.png": membrane_stats_png,
+        "membrane_gaps.png": membrane_gap_png,
+        "alpha.png": alpha_png,
+        "gradient_flow.png": gradflow_png,
+        "firing_rates.png": firing_png,
+        "synaptic_ops.png": sop_png,
+    }
+    out = {}
+    for name, fn in makers.items():
+        png = fn(runs)
+        if png:
+            out[name] = png
+    return out

@@ -1,0 +1,109 @@
+"""Temporal gradient flow: how much gradient reaches a layer's input d timesteps before the loss.
+
+The paper claims that MPS adds a direct path H~(t−1) → H~(t) for gradients and so eases temporal
+gradient vanishing. Measured here, per spiking layer with input X(t):
+
+- ``gradflow/{layer}/dt_{d}``: with ℓ_t' = CE(o_t', y) the loss of subnetwork t' alone, the
+  per-sample L2 norm ‖∂ℓ_t'/∂X(t'−d)‖ averaged over samples and over every t' with t'−d ≥ 1. d = 0 is
+  the direct path within one timestep; d > 0 is gradient that travelled d steps back through the
+  membrane (the recursion in ``chorus.neurons.fused``). ``gradflow/rel_{d}`` averages dt_d / dt_0
+  over layers: a vanilla LIF decays it by (1 − 1/τ)(1 − S) per step, MPS by α + (1 − α)(1 − 1/τ)(1 − S).
+- ``grad/{layer}/step_{t}``: the per-sample norm of the training loss's gradient ∂L/∂X(t) (the loss
+  the run trains on, e.g. CE of the mean output + γ·TASG), i.e. how much each timestep of a layer is
+  trained.
+
+Per-sample gradients come from summing the per-sample losses (CE with reduction "sum"; a batch-mean
+``loss_fn`` is multiplied by B). The model runs in eval mode, so samples do not interact.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from chorus.diagnostics import names
+
+
+def default_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CE of the ensemble output (mean over timesteps), averaged over the batch."""
+    return F.cross_entropy(logits.float().mean(0), target)
+
+
+def _loss_value(out) -> torch.Tensor:
+    if isinstance(out, dict):
+        if "loss" not in out:
+            raise ValueError(f"loss_fn returned a dict without a 'loss' key (keys: {', '.join(out)})")
+        return out["loss"]
+    if not isinstance(out, torch.Tensor) or out.dim() != 0:
+        raise ValueError("loss_fn must return a scalar tensor or a dict with a scalar 'loss'")
+    return out
+
+
+def _per_sample_norms(grads: list[torch.Tensor | None], parts: list[torch.Tensor]) -> torch.Tensor:
+    """Norm per (t, sample) of the gradient over one layer's calls joined in time → ``[T, B]``."""
+    gs = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, parts)]
+    g = gs[0] if len(gs) == 1 else torch.cat(gs, 0)
+    return g.detach().double().reshape(g.shape[0], g.shape[1], -1).norm(dim=2)
+
+
+class GradFlowAccumulator:
+    """Sums per-sample gradient norms by layer and distance d (and by layer and t for the loss_fn)."""
+
+    def __init__(self, loss_fn=None) -> None:
+        self.loss_fn = loss_fn or default_loss
+        self.flow: dict[str, torch.Tensor] = {}   # layer → [T] sum of norms by d
+        self.flow_n: dict[str, torch.Tensor] = {}  # layer → [T] number of (t', sample) terms by d
+        self.step: dict[str, torch.Tensor] = {}   # layer → [T] sum of norms by t
+        self.n = 0
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor, inputs: dict[str, list[torch.Tensor]]) -> None:
+        """``inputs``: layer → the input tensors of its calls, still in the graph of ``logits``."""
+        layers = [n for n, parts in inputs.items() if any(p.requires_grad for p in parts)]
+        if not layers:
+            raise ValueError("gradient flow needs the forward pass to run with gradients enabled")
+        flat = [p for n in layers for p in inputs[n]]
+        T, B = logits.shape[0], logits.shape[1]
+
+        def grads_of(loss):
+            gs = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
+            out, i = {}, 0
+            for n in layers:
+                k = len(inputs[n])
+                out[n] = _per_sample_norms(list(gs[i:i + k]), inputs[n])
+                i += k
+            return out
+
+        for n in layers:
+            self.flow.setdefault(n, torch.zeros(T, dtype=torch.float64))
+            self.flow_n.setdefault(n, torch.zeros(T, dtype=torch.float64))
+            self.step.setdefault(n, torch.zeros(T, dtype=torch.float64))
+        for tp in range(T):
+            loss_t = F.cross_entropy(logits[tp].float(), target, reduction="sum")
+            for n, norms in grads_of(loss_t).items():
+                if norms.shape[0] != T:
+                    raise ValueError(f"layer {n} runs {norms.shape[0]} timesteps but the model outputs {T}")
+                for d in range(tp + 1):
+                    self.flow[n][d] += norms[tp - d].sum().cpu()
+                    self.flow_n[n][d] += B
+        total = _loss_value(self.loss_fn(logits, target)) * B
+        for n, norms in grads_of(total).items():
+            self.step[n] += norms.sum(1).cpu()
+        self.n += B
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.n == 0:
+            return out
+        rel: dict[int, list[float]] = {}
+        for n, sums in self.flow.items():
+            T = sums.shape[0]
+            base = float(sums[0] / self.flow_n[n][0])
+            for d in range(T):
+                v = float(sums[d] / self.flow_n[n][d])
+                out[names.gradflow(n, d)] = v
+                if base > 0:
+                    rel.setdefault(d, []).append(v / base)
+            for t in range(T):
+                out[names.grad_step(n, t + 1)] = float(self.step[n][t] / self.n)
+        for d, vals in rel.items():
+            out[names.gradflow(None, d)] = sum(vals) / len(vals)
+        return out
