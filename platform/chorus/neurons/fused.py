@@ -92,6 +92,7 @@ class FusedLIF(torch.autograd.Function):
             s, hs, vp = _forward_torch(x, v0, p, a, want_vprev)
         ctx.save_for_backward(hs, alpha)
         ctx.p, ctx.use_kernel = p, use_kernel
+        ctx.set_materialize_grads(False)  # an unused H~ output costs no zero-filled gradient
         if vp is not None:
             ctx.mark_non_differentiable(vp)
         return s, hs, vp
@@ -101,6 +102,8 @@ class FusedLIF(torch.autograd.Function):
         hs, alpha = ctx.saved_tensors
         p = ctx.p
         a = alpha.detach().to(hs.dtype)
+        if gs is None and g_hs is None:
+            return None, None, None, None, None
         gs = gs.contiguous() if gs is not None else torch.zeros_like(hs)
         g_hs = None if g_hs is None else g_hs.contiguous()
         if ctx.use_kernel:

@@ -114,23 +114,20 @@ INLINE float surrogate(const int kind, const float sa, const float x) {
 INLINE double bwd_body(const float *restrict gs, const float *restrict ghs_out, const float *restrict hs_in,
                        float *restrict gx,
                        int64_t T, int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg,
-                       const int mps, const int soft, const int detach, const int kind) {
+                       const int mps, const int soft, const int detach, const int kind, const int has_gh) {
     const float vth = cfg->vth, vr = cfg->vr, k = cfg->k, c = cfg->c, sa = cfg->sa;
     const float a = cfg->alpha, oma = cfg->one_minus_alpha;
-    float gv[CH], ghs[CH], hprev[CH];
+    float gv[CH], ghs[CH], zeros[CH];
     double acc = 0.0;
     for (int64_t c0 = n0; c0 < n1; c0 += CH) {
         const int64_t len = (n1 - c0) < CH ? (n1 - c0) : CH;
-        for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; }
+        for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; zeros[i] = 0.0f; }
         for (int64_t t = T - 1; t >= 0; --t) {
             const float *restrict gst = gs + t * N + c0;
-            const float *restrict ght = ghs_out ? ghs_out + t * N + c0 : 0;
+            const float *restrict ght = has_gh ? ghs_out + t * N + c0 : 0;
             const float *restrict ht = hs_in + t * N + c0;
             float *restrict gxt = gx + t * N + c0;
-            if (mps) {
-                if (t > 0) memcpy(hprev, hs_in + (t - 1) * N + c0, (size_t)len * sizeof(float));
-                else memset(hprev, 0, (size_t)len * sizeof(float));
-            }
+            const float *restrict hp = t > 0 ? hs_in + (t - 1) * N + c0 : zeros; /* H~(0) = 0 */
             float part = 0.0f;
 #pragma omp simd reduction(+ : part)
             for (int64_t i = 0; i < len; ++i) {
@@ -142,12 +139,12 @@ INLINE double bwd_body(const float *restrict gs, const float *restrict ghs_out, 
                 if (soft) dvdh = detach ? 1.0f : 1.0f - vth * sg;
                 else dvdh = detach ? 1.0f - s : (1.0f - s) + (vr - h) * sg;
                 float g = gst[i] * sg + gv[i] * dvdh;
-                if (ght) g += ght[i];
+                if (has_gh) g += ght[i];
                 float gh = g;
                 if (mps) {
                     g += a * ghs[i];
                     ghs[i] = g;
-                    part += g * (h - hprev[i]);
+                    part += g * (h - hp[i]);
                     gh = oma * g;
                 }
                 gxt[i] = c * gh;
@@ -159,12 +156,16 @@ INLINE double bwd_body(const float *restrict gs, const float *restrict ghs_out, 
     return acc;
 }
 
-#define BWD(m, s, d, kd) return bwd_body(gs, ghs_out, hs_in, gx, T, N, n0, n1, cfg, m, s, d, kd)
-#define BWD_K(m, s, d)                          \
-    do {                                        \
-        if (cfg->surrogate == 0) BWD(m, s, d, 0); \
-        if (cfg->surrogate == 1) BWD(m, s, d, 1); \
-        BWD(m, s, d, 2);                         \
+#define BWD_G(m, s, d, kd)                                                                   \
+    do {                                                                                     \
+        if (ghs_out) return bwd_body(gs, ghs_out, hs_in, gx, T, N, n0, n1, cfg, m, s, d, kd, 1); \
+        return bwd_body(gs, ghs_out, hs_in, gx, T, N, n0, n1, cfg, m, s, d, kd, 0);           \
+    } while (0)
+#define BWD_K(m, s, d)                                \
+    do {                                              \
+        if (cfg->surrogate == 0) BWD_G(m, s, d, 0);    \
+        if (cfg->surrogate == 1) BWD_G(m, s, d, 1);    \
+        BWD_G(m, s, d, 2);                             \
     } while (0)
 
 /* gs = dL/dS, ghs_out = dL/dH~ from the caller (nullable: H~ unused downstream).
