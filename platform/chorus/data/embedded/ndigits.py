@@ -1,0 +1,97 @@
+"""N-Digits: scikit-learn's handwritten digits recorded as an event camera would (DESIGN.md "Shards").
+
+The embedded event dataset that needs no download. Each 8×8 digit (real handwriting shipped inside
+scikit-learn) is upscaled onto a 34×34 sensor and moved along three saccades, as N-MNIST was recorded
+with an ATIS camera on a pan-tilt unit. Every sensor pixel keeps a reference log intensity and emits
+an ON (p=1) or OFF (p=0) event each time the log intensity moves past its contrast threshold C from
+that reference; the reference then moves by C. Timestamps are in µs. A few background-activity events
+are added. Everything is drawn from ``numpy.random.default_rng([seed, index])``: deterministic per
+seed and per sample, whatever the process that generates it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import map_coordinates
+
+SENSOR = 34                    # pixels, as N-MNIST
+SCALE = 3.0                    # 8 px digit -> 24 px on the sensor
+SACCADE_US = 100_000           # each of the three saccades lasts 100 ms
+STEPS_PER_SACCADE = 32         # intensity sampled this often along a saccade
+THRESHOLD = 0.25               # mean log-intensity contrast threshold C
+THRESHOLD_MISMATCH = 0.05      # relative per-pixel spread of C
+NOISE_RATE_HZ = 0.5            # background activity per pixel
+BACKGROUND = 0.05              # intensity of the dark screen; ink adds up to 1.0
+# Saccade corners (pixels): out along two sides of a triangle and back to the start.
+CORNERS = np.array([[0.0, 0.0], [3.0, 2.0], [-2.0, 3.0], [0.0, 0.0]])
+
+EVENT_DTYPE = np.dtype([("x", np.uint8), ("y", np.uint8), ("t", np.uint32), ("p", np.uint8)])
+
+
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 scikit-learn digits as float images in [0, 1] ``[N, 8, 8]`` and labels ``[N]``."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float64), digits.target.astype(np.int64)
+
+
+def _render(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Log intensity seen by the 34×34 sensor when the upscaled digit is displaced by ``shift``."""
+    centre = (SENSOR - 1) / 2.0
+    img_centre = (image.shape[0] - 1) / 2.0
+    coords = np.arange(SENSOR, dtype=np.float64)
+    rows = (coords[:, None] - centre - shift[1]) / SCALE + img_centre
+    cols = (coords[None, :] - centre - shift[0]) / SCALE + img_centre
+    rows, cols = np.broadcast_arrays(rows, cols)
+    ink = map_coordinates(image, [rows, cols], order=1, mode="constant", cval=0.0)
+    return np.log(BACKGROUND + np.clip(ink, 0.0, 1.0))
+
+
+def generate_sample(image: np.ndarray, seed: int, index: int) -> np.ndarray:
+    """Events of one digit: a structured array (x, y, t, p) sorted by t (µs)."""
+    rng = np.random.default_rng([seed, index])
+    corners = CORNERS + rng.normal(0.0, 0.3, size=CORNERS.shape)
+    corners[-1] = corners[0]
+    threshold = THRESHOLD * (1.0 + THRESHOLD_MISMATCH * rng.standard_normal((SENSOR, SENSOR)))
+    reference = _render(image, corners[0])
+    dt = SACCADE_US / STEPS_PER_SACCADE
+    xs, ys, ts, ps = [], [], [], []
+    step = 0
+    for leg in range(3):
+        for k in range(1, STEPS_PER_SACCADE + 1):
+            step += 1
+            position = corners[leg] + (corners[leg + 1] - corners[leg]) * (k / STEPS_PER_SACCADE)
+            level = _render(image, position)
+            crossings = np.trunc((level - reference) / threshold).astype(np.int64)
+            reference = reference + crossings * threshold
+            rows, cols = np.nonzero(crossings)
+            if rows.size == 0:
+                continue
+            counts = np.abs(crossings[rows, cols])
+            polarity = (crossings[rows, cols] > 0).astype(np.uint8)
+            rows = np.repeat(rows, counts)
+            cols = np.repeat(cols, counts)
+            polarity = np.repeat(polarity, counts)
+            # the j-th of n crossings in this step happens at fraction (j+1)/(n+1) of the step
+            order = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+            frac = (order + 1) / np.repeat(counts + 1, counts)
+            start = (step - 1) * dt
+            times = start + frac * dt + rng.uniform(-0.1, 0.1, size=rows.size) * dt
+            xs.append(cols)
+            ys.append(rows)
+            ts.append(times)
+            ps.append(polarity)
+    duration = 3 * SACCADE_US
+    n_noise = rng.poisson(NOISE_RATE_HZ * SENSOR * SENSOR * duration * 1e-6)
+    xs.append(rng.integers(0, SENSOR, n_noise))
+    ys.append(rng.integers(0, SENSOR, n_noise))
+    ts.append(rng.uniform(0, duration, n_noise))
+    ps.append(rng.integers(0, 2, n_noise))
+    t = np.clip(np.concatenate(ts), 0, duration - 1).astype(np.uint32)
+    order = np.argsort(t, kind="stable")
+    events = np.empty(t.size, dtype=EVENT_DTYPE)
+    events["x"] = np.concatenate(xs)[order]
+    events["y"] = np.concatenate(ys)[order]
+    events["t"] = t[order]
+    events["p"] = np.concatenate(ps)[order]
+    return events

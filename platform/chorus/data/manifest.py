@@ -1,0 +1,87 @@
+"""``manifest.json`` of a shard set (DESIGN.md "Shards"): read it, check it, verify the shards.
+
+The manifest holds ``dataset``, ``kind``, ``classes``, ``num_classes``, ``sensor_size``,
+``source_format``, ``split_policy`` (policy, seed, val_fraction), ``chorus_version``, ``splits``
+(``{split: {"shards", "counts", "sha256", "bytes", "num_samples"}}``), ``stats`` (events, bytes per
+event) and, for pre-binned shards, ``frames`` (``T``, ``size``, ``mode``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+
+from chorus.data.errors import DataError
+
+MANIFEST = "manifest.json"
+REQUIRED = ("dataset", "kind", "classes", "num_classes", "splits")
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder) -> dict:
+    """The manifest of the shard set in ``folder``, with ``folder`` added; errors name the file."""
+    path = os.path.join(os.fspath(folder), MANIFEST)
+    if not os.path.isfile(path):
+        raise DataError("no manifest.json: not a finished shard set (run `chorus shard`)",
+                        where=os.fspath(folder))
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc})", where=path) from exc
+    for key in REQUIRED:
+        if key not in manifest:
+            raise DataError(f"missing key {key!r}", where=path)
+    manifest["folder"] = os.path.abspath(os.fspath(folder))
+    return manifest
+
+
+def write_manifest(folder: str, manifest: dict) -> None:
+    """Write atomically: a reader never sees half a manifest."""
+    path = os.path.join(folder, MANIFEST)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def count_samples(path: str) -> int:
+    """Number of distinct sample keys in a tar (WebDataset groups members by name before the dot)."""
+    keys = set()
+    with tarfile.open(path) as tar:
+        for member in tar:
+            base = os.path.basename(member.name)
+            keys.add(os.path.join(os.path.dirname(member.name), base.split(".", 1)[0]))
+    return len(keys)
+
+
+def verify(folder) -> list[str]:
+    """Re-check every shard's sample count and sha256 against the manifest; the problems found."""
+    manifest = read_manifest(folder)
+    problems = []
+    for split, info in manifest["splits"].items():
+        for name, count, digest in zip(info["shards"], info["counts"], info["sha256"]):
+            path = os.path.join(manifest["folder"], name)
+            if not os.path.isfile(path):
+                problems.append(f"{path}: missing")
+                continue
+            actual = sha256_file(path)
+            if actual != digest:
+                problems.append(f"{path}: sha256 {actual[:12]}… != manifest {digest[:12]}…")
+            try:
+                found = count_samples(path)
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                problems.append(f"{path}: unreadable tar ({exc})")
+                continue
+            if found != count:
+                problems.append(f"{path}: {found} samples, manifest says {count}")
+    return problems
