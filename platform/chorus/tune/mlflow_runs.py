@@ -1,0 +1,129 @@
+"""MLflow for a search: one parent run, one nested child run per trial.
+
+The driver opens the parent run (through :class:`chorus.tracking.Tracker`, the same tracker training
+uses) and hands its id to every trial as ``tracking.parent_run_id``; the training loop of each trial
+creates the child run under it, named after the Ray trial id, and logs the trial's parameters, metric
+curves and per-timestep table there. A trial that the scheduler stops, or that Ray kills, cannot end
+its own run: :class:`ChildRunCloser` (a Ray Tune callback on the driver) ends it, and
+:meth:`SearchRuns.close_open_children` ends whatever is still open when the search returns.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+TRIAL_TAG = "chorus.tune.trial_id"
+STATUS_TAG = "chorus.tune.status"
+SEARCH_TAG = "chorus.tune.search"
+
+
+class SearchRuns:
+    """The parent run of one search (``uri``, ``experiment``); all methods are no-ops when disabled."""
+
+    def __init__(self, uri: str, experiment: str, enabled: bool = True):
+        from chorus.tracking import Tracker
+
+        self.uri = uri
+        self.experiment = experiment
+        self.tracker = Tracker(enabled=enabled, uri=uri, experiment=experiment)
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return self.tracker.run_id
+
+    @property
+    def live(self) -> bool:
+        return self.tracker._live()
+
+    def start(self, name: str, params: dict[str, Any], resume_run_id: Optional[str] = None) -> Optional[str]:
+        """Open the parent run (or reopen it when resuming); returns its id."""
+        return self.tracker.start(name, params, tags={SEARCH_TAG: name}, resume_run_id=resume_run_id)
+
+    def children(self) -> list:
+        """The child runs of the parent (MLflow ``Run`` objects)."""
+        if not self.live:
+            return []
+        client = self.tracker.client
+        return client.search_runs(
+            [self.tracker.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+            max_results=10000,
+        )
+
+    def close_child(self, trial_id: str, status: str, label: str) -> None:
+        """End trial ``trial_id``'s child run if it is still RUNNING (``status`` FINISHED/FAILED/KILLED)
+        and tag it ``chorus.tune.status = label``."""
+        close_child(self.uri, self.run_id, trial_id, status, label)
+
+    def close_open_children(self) -> int:
+        """End every child run still RUNNING (as KILLED); returns how many."""
+        n = 0
+        for run in self.children():
+            if run.info.status == "RUNNING":
+                self.tracker.client.set_terminated(run.info.run_id, status="KILLED")
+                n += 1
+        return n
+
+    def label_children(self, labels: dict[str, str]) -> None:
+        """Tag each child with its trial's final status (``{trial_id: label}``)."""
+        for run in self.children():
+            label = labels.get(run.data.tags.get(TRIAL_TAG) or run.info.run_name)
+            if label:
+                self.tracker.client.set_tag(run.info.run_id, STATUS_TAG, label)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        self.tracker.log_metrics(metrics, step=0)
+
+    def log_artifact(self, path: str, artifact_path: Optional[str] = None) -> None:
+        self.tracker.log_artifact(path, artifact_path)
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.tracker.set_tag(key, value)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.tracker.end(status)
+
+
+def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: str, label: str) -> None:
+    """End the RUNNING child run of ``parent_run_id`` whose trial is ``trial_id``; tag its label."""
+    if not parent_run_id:
+        return
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
+    )
+    for run in runs:
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status=status)
+        client.set_tag(run.info.run_id, STATUS_TAG, label)
+
+
+def _tune_callback_base():
+    from ray.tune import Callback
+
+    return Callback
+
+
+class ChildRunCloser(_tune_callback_base()):
+    """Ray Tune callback (driver side): when a trial ends, end its child run if it is still open.
+
+    Holds only plain data (it is pickled with the experiment state for ``Tuner.restore``)."""
+
+    def __init__(self, uri: str, parent_run_id: Optional[str]):
+        self.uri = uri
+        self.parent_run_id = parent_run_id
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._close(trial, "FINISHED", "ended")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._close(trial, "FAILED", "failed")
+
+    def _close(self, trial, status: str, label: str) -> None:
+        try:
+            close_child(self.uri, self.parent_run_id, trial.trial_id, status, label)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop the search
+            print(f"[chorus tune] could not close the MLflow run of trial {trial.trial_id}: {exc}")

@@ -1,0 +1,159 @@
+"""The Ray Tune trial: one call of the one training loop, ``chorus.train.run(recipe, hooks)``.
+
+A trial's recipe is the base training recipe with, in order, the trial defaults below, the search
+recipe's ``fixed`` overrides, the trial's sampled values and the trial's bookkeeping (MLflow parent run
+and run name, output folder inside the Ray trial folder, the checkpoint to resume from), all as
+``key.sub=value`` overrides. :class:`TuneHooks` reports every epoch's metrics and checkpoint to Ray
+Tune; a non-finite loss or metric raises, so that Ray marks the trial failed (and retries it from its
+last checkpoint up to ``max_failures``).
+
+With ``resources.workers > 1`` the trial runs the same loop under Ray Train's ``TorchTrainer`` on that
+many workers (:func:`run_distributed_trial`); rank 0's reports reach Ray Tune.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from typing import Any, Callable, Optional
+
+from chorus.tune.mlflow_runs import TRIAL_TAG
+from chorus.tune.space import to_overrides
+
+# Trial defaults (a search recipe's ``fixed`` section overrides them): no progress bars, no checkpoint
+# artifacts in MLflow (Ray keeps the checkpoints), no test-set pass (trials are compared on val).
+TRIAL_DEFAULTS = ["train.progress=false", "tracking.log_checkpoint=false", "train.eval_test=false"]
+
+
+class TrialFailed(RuntimeError):
+    """A trial whose loss or metric is not finite (or whose metric is missing)."""
+
+
+class TuneHooks:
+    """Training hooks that report each epoch to Ray (``report(metrics, checkpoint=...)``).
+
+    ``report`` is ``ray.tune.report`` in a plain trial and ``ray.train.report`` in a Ray Train worker;
+    ``checkpoint_cls`` the matching ``Checkpoint`` class."""
+
+    def __init__(self, metric: str, report: Callable, checkpoint_cls, rank: int = 0):
+        self.metric = metric
+        self.report = report
+        self.checkpoint_cls = checkpoint_cls
+        self.rank = rank
+
+    def on_epoch_end(self, epoch: int, metrics: dict, checkpoint_dir: Optional[str]) -> None:
+        numbers = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        if self.metric not in numbers:
+            raise TrialFailed(f"metric {self.metric!r} was not reported at epoch {epoch} "
+                              f"(reported: {', '.join(sorted(numbers)) or 'nothing'})")
+        bad = [k for k, v in numbers.items()
+               if not math.isfinite(v) and (k == self.metric or k.startswith("train/loss"))]
+        if bad:
+            raise TrialFailed(f"non-finite {', '.join(bad)} at epoch {epoch}")
+        numbers["epoch"] = float(epoch)
+        checkpoint = None
+        if self.rank == 0 and checkpoint_dir and os.path.isdir(checkpoint_dir):
+            checkpoint = self.checkpoint_cls.from_directory(checkpoint_dir)
+        self.report(numbers, checkpoint=checkpoint)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def trial_recipe(ctx: dict, values: dict, trial_id: str, out_dir: str, resume: Optional[str]):
+    """The validated training recipe of one trial (see the module docstring for the override order)."""
+    from chorus.config import load_recipe
+
+    overrides = TRIAL_DEFAULTS + list(ctx["fixed"]) + to_overrides(values)
+    base = load_recipe(ctx["base"], overrides)
+    tags = {**base.tracking.tags, TRIAL_TAG: trial_id}
+    overrides += [f"tracking.run_name={json.dumps(trial_id)}",
+                  f"tracking.tags={json.dumps(tags)}",
+                  f"train.out_dir={json.dumps(out_dir)}"]
+    if ctx.get("parent_run_id"):
+        overrides.append(f"tracking.parent_run_id={json.dumps(ctx['parent_run_id'])}")
+    if ctx.get("uri"):
+        overrides.append(f"tracking.uri={json.dumps(ctx['uri'])}")
+    if ctx.get("experiment"):
+        overrides.append(f"tracking.experiment={json.dumps(ctx['experiment'])}")
+    if not ctx.get("tracking", True):
+        overrides.append("tracking.enabled=false")
+    if resume:
+        overrides.append(f"train.resume={json.dumps(resume)}")
+    return load_recipe(ctx["base"], overrides)
+
+
+def _set_threads(cpus: float) -> None:
+    import torch
+
+    n = max(1, int(cpus))
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+
+
+def run_trial(config: dict, ctx: dict) -> None:
+    """Ray Tune function trainable for one single-process trial."""
+    from ray import tune
+
+    from chorus.train import run as train_run
+    from chorus.tune.space import trial_values_from_keys
+
+    _set_threads(ctx["cpus"])
+    tctx = tune.get_context()
+    trial_id = tctx.get_trial_id()
+    out_dir = os.path.join(tctx.get_trial_dir(), "run")
+    values = trial_values_from_keys(ctx["keys"], config)
+    checkpoint = tune.get_checkpoint()
+    with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext()) as resume:
+        recipe = trial_recipe(ctx, values, trial_id, out_dir, resume)
+        train_run(recipe, hooks=TuneHooks(ctx["metric"], tune.report, tune.Checkpoint))
+
+
+def run_distributed_trial(config: dict, ctx: dict) -> None:
+    """Ray Tune function trainable that runs the trial on ``ctx["workers"]`` Ray Train workers."""
+    from ray import train, tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from chorus.tune.space import trial_values_from_keys
+
+    tctx = tune.get_context()
+    trial_id = tctx.get_trial_id()
+    loop_config = {"ctx": ctx, "values": trial_values_from_keys(ctx["keys"], config),
+                   "trial_id": trial_id, "out_dir": os.path.join(tctx.get_trial_dir(), "run")}
+    use_gpu = float(ctx.get("gpus") or 0) > 0
+    per_worker = {"CPU": float(ctx["cpus"])}
+    if use_gpu:
+        per_worker["GPU"] = float(ctx["gpus"])
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config=loop_config,
+        scaling_config=train.ScalingConfig(num_workers=int(ctx["workers"]), use_gpu=use_gpu,
+                                           resources_per_worker=per_worker),
+        # Same name and storage on a retry or resume: Ray Train restarts from its latest checkpoint.
+        run_config=train.RunConfig(name=f"train-{trial_id}", storage_path=ctx["train_storage"],
+                                   failure_config=train.FailureConfig(max_failures=0),
+                                   callbacks=[TuneReportCallback()]),
+    )
+    trainer.fit()
+
+
+def _worker_loop(cfg: dict) -> None:
+    """The loop of one Ray Train worker: the same ``chorus.train.run``; every rank reports."""
+    from ray import train
+
+    from chorus.train import run as train_run
+
+    ctx = cfg["ctx"]
+    _set_threads(ctx["cpus"])
+    rank = train.get_context().get_world_rank()
+    checkpoint = train.get_checkpoint()
+    with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext()) as resume:
+        recipe = trial_recipe(ctx, cfg["values"], cfg["trial_id"], cfg["out_dir"], resume)
+        hooks = TuneHooks(ctx["metric"], train.report, train.Checkpoint, rank=rank)
+        train_run(recipe, hooks=hooks)

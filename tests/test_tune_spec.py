@@ -1,0 +1,124 @@
+"""Search recipes: schema, overrides, validation against the base recipe, Ray Tune translation.
+
+No Ray cluster is needed here; these are fast.
+"""
+import textwrap
+
+import pytest
+
+from chorus.tune import SearchRecipeError, load_search
+from chorus.tune.base_recipe import check_against_base, write_best_recipe
+from chorus.tune.space import num_trials, param_space, to_overrides, trial_values
+
+
+def _write(tmp_path, text, name="search.yaml"):
+    (tmp_path / "base.yaml").write_text("name: base\ndata: {shards: shards}\ntrain: {epochs: 3}\n")
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+GOOD = """
+    base: base.yaml
+    fixed: {train.epochs: 2}
+    space:
+      loss.gamma: grid [0, 0.5, 1]
+      neuron.alpha_init: {grid: [0.2, 0.8]}
+      optim.lr: loguniform [0.001, 0.1]
+    scheduler: {type: asha, grace_period: 1}
+    max_concurrent: 2
+"""
+
+
+def test_good_recipe_parses_and_translates(tmp_path):
+    spec = load_search(_write(tmp_path, GOOD))
+    assert spec.name == "search"
+    assert spec.base == str(tmp_path / "base.yaml")
+    assert spec.space["loss.gamma"].kind == "grid" and spec.space["loss.gamma"].values == (0, 0.5, 1)
+    assert spec.space["optim.lr"].values == (0.001, 0.1)
+    assert num_trials(spec) == 6
+    ps = param_space(spec)
+    assert ps["loss.gamma"] == {"grid_search": [0, 0.5, 1]}
+    assert 0.001 <= ps["optim.lr"].sample() <= 0.1
+    recipe = check_against_base(spec)
+    assert recipe.train.epochs == 2
+
+
+def test_overrides_use_the_training_mechanism(tmp_path):
+    path = _write(tmp_path, GOOD)
+    spec = load_search(path, ["fixed.train.epochs=1", "max_concurrent=1", "space.loss.gamma=grid [0, 2]",
+                              "scheduler.type=fifo", "space.train.seed=choice [1, 2]"])
+    assert spec.fixed == {"train.epochs": 1}
+    assert spec.max_concurrent == 1 and spec.scheduler.type == "fifo"
+    assert spec.space["loss.gamma"].values == (0, 2)
+    assert spec.space["train.seed"].kind == "choice"
+    config = {"loss.gamma": 2, "neuron.alpha_init": 0.2, "optim.lr": 0.01, "train.seed": 1}
+    assert to_overrides(trial_values(spec, config)) == [
+        "loss.gamma=2", "neuron.alpha_init=0.2", "optim.lr=0.01", "train.seed=1"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("base: base.yaml\nspace:\n  loss.gamma: grid [0, 1]\nmax_concurent: 2\n", ["unknown key", "max_concurent"]),
+    ("base: base.yaml\nspace:\n  loss.gamma: grid [0, 1]\nscheduler: {grace: 1}\n", ["unknown key", "scheduler.grace"]),
+    ("base: base.yaml\nspace: {}\n", ["'space'", "empty search space"]),
+    ("base: base.yaml\nspace:\n", ["'space'", "empty search space"]),
+    ("base: base.yaml\nspace:\n  loss.gamma: grid []\n", ["space.loss.gamma", "empty grid"]),
+    ("base: base.yaml\nspace:\n  loss.gamma: sweep [0, 1]\n", ["space.loss.gamma", "unknown dimension kind"]),
+    ("base: base.yaml\nspace:\n  optim.lr: loguniform [0, 1]\n", ["space.optim.lr", "low > 0"]),
+    ("base: base.yaml\nspace:\n  optim.lr: uniform [1, 0.1]\n", ["space.optim.lr", "low < high"]),
+    ("base: base.yaml\nspace:\n  loss.gamma: grid [0, 1]\nmode: maximum\n", ["'mode'"]),
+    ("base: base.yaml\nspace:\n  loss.gamma: grid [0, 1]\nmax_concurrent: two\n", ["max_concurrent", "int"]),
+    ("base: base.yaml\nspace:\n  loss.gamma: grid [0, 1]\nscheduler: {type: hyperband}\n", ["scheduler.type"]),
+    ("space:\n  loss.gamma: grid [0, 1]\n", ["missing key", "'base'"]),
+])
+def test_bad_search_recipe_names_key_and_file(tmp_path, text, words):
+    path = _write(tmp_path, text)
+    with pytest.raises(SearchRecipeError) as err:
+        load_search(path)
+    message = str(err.value)
+    assert path in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize("space, words", [
+    ("loss.gama: grid [0, 1]", ["space.loss.gama", "gama"]),
+    ("loss.gamma: grid [0, oops]", ["space.loss.gamma", "oops"]),
+    ("neuron.surrogate: choice [sigmoid, cosine]", ["space.neuron.surrogate", "cosine"]),
+])
+def test_space_key_or_value_unknown_to_the_training_recipe(tmp_path, space, words):
+    path = _write(tmp_path, f"base: base.yaml\nspace:\n  {space}\n")
+    spec = load_search(path)
+    with pytest.raises(SearchRecipeError) as err:
+        check_against_base(spec)
+    message = str(err.value)
+    assert path in message
+    for word in words:
+        assert word in message
+
+
+def test_unknown_fixed_key_and_missing_base(tmp_path):
+    spec = load_search(_write(tmp_path, "base: base.yaml\nfixed: {train.epoch: 2}\nspace:\n  loss.gamma: grid [0]\n"))
+    with pytest.raises(SearchRecipeError, match="train.epoch"):
+        check_against_base(spec)
+    spec = load_search(_write(tmp_path, "base: nowhere.yaml\nspace:\n  loss.gamma: grid [0]\n"))
+    with pytest.raises(SearchRecipeError, match="nowhere.yaml"):
+        check_against_base(spec)
+
+
+def test_pbt_defaults_to_mutating_the_learning_rate(tmp_path):
+    spec = load_search(_write(tmp_path, "base: base.yaml\nspace:\n  optim.lr: loguniform [0.01, 0.1]\n"
+                                        "scheduler: {type: pbt}\n"))
+    assert list(spec.scheduler.mutations) == ["optim.lr"]
+    with pytest.raises(SearchRecipeError, match="mutations"):
+        load_search(_write(tmp_path, "base: base.yaml\nspace:\n  loss.gamma: grid [0, 1]\nscheduler: {type: pbt}\n"))
+
+
+def test_best_recipe_loads_as_a_recipe(tmp_path):
+    from chorus.config import load_recipe
+
+    spec = load_search(_write(tmp_path, GOOD))
+    path = write_best_recipe(spec, {"loss.gamma": 0.5, "neuron.alpha_init": 0.8, "optim.lr": 0.02},
+                             str(tmp_path / "best.yaml"))
+    recipe = load_recipe(path)
+    assert (recipe.loss.gamma, recipe.neuron.alpha_init, recipe.optim.lr, recipe.train.epochs) == (0.5, 0.8, 0.02, 2)
