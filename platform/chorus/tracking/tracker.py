@@ -1,0 +1,168 @@
+"""MLflow tracking that never stops training (DESIGN.md, "Recipes and runs": metric names).
+
+One :class:`Tracker` per run, active on the main process only. Every metric is also appended to
+``metrics.jsonl`` in the run folder, so a tracking server that goes away loses nothing: the tracker
+says so once, stops calling MLflow, and training goes on. Uses ``MlflowClient`` (no global active run),
+so ``chorus.train.run`` can be called in-process by Ray Tune and nested under a parent run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from chorus.tracking import store
+
+_MAX_BATCH = 100
+
+
+class Tracker:
+    def __init__(self, *, enabled: bool = True, uri: str | None = None, experiment: str = "chorus",
+                 local_dir: str | None = None, stream=None):
+        self.enabled = enabled
+        self.uri = uri or store.default_uri()
+        self.experiment = experiment
+        self.local_dir = local_dir
+        self.stream = stream if stream is not None else sys.stderr
+        self.client = None
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.failed = False
+        self.warnings: list[str] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str] | None = None,
+              parent_run_id: str | None = None, resume_run_id: str | None = None) -> str | None:
+        """Create (or reopen, on resume) the MLflow run; returns its id, or None when offline."""
+        if not self.enabled:
+            return None
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        ok, why = store.reachable(self.uri)
+        if not ok:
+            self._go_offline(f"tracking server {self.uri} is unreachable ({why})")
+            return None
+        try:
+            from mlflow.tracking import MlflowClient
+
+            store.prepare(self.uri)
+            self.client = MlflowClient(tracking_uri=self.uri)
+            exp = self.client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                self.experiment_id = self.client.create_experiment(
+                    self.experiment, artifact_location=store.artifact_root(self.uri))
+            else:
+                self.experiment_id = exp.experiment_id
+            if resume_run_id:
+                self.client.update_run(resume_run_id, status="RUNNING")
+                self.run_id = resume_run_id
+                return self.run_id
+            all_tags = dict(tags or {})
+            if parent_run_id:
+                all_tags["mlflow.parentRunId"] = parent_run_id
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            self.run_id = run.info.run_id
+            self.log_params(params)
+        except Exception as e:  # noqa: BLE001 - any tracking failure must not stop training
+            self._go_offline(f"could not start an MLflow run at {self.uri} ({type(e).__name__}: {e})")
+        return self.run_id
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self._live():
+            self._call(self.client.set_terminated, self.run_id, status=status)
+
+    # -- logging -------------------------------------------------------------------------------------
+    def log_params(self, params: dict[str, Any]) -> None:
+        if not self._live():
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), _MAX_BATCH):
+            self._call(self.client.log_batch, self.run_id, params=items[i:i + _MAX_BATCH])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log finite numbers at ``step`` (to MLflow if live, always to metrics.jsonl)."""
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        self._local({"step": int(step), "time": time.time(), **clean})
+        if not self._live() or not clean:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, v, ts, int(step)) for k, v in clean.items()]
+        for i in range(0, len(items), _MAX_BATCH):
+            self._call(self.client.log_batch, self.run_id, metrics=items[i:i + _MAX_BATCH])
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        if self._live():
+            self._call(self.client.log_text, self.run_id, text, artifact_file)
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        """A file, or a folder's contents, under ``artifact_path``."""
+        if not self._live():
+            return
+        if os.path.isdir(path):
+            self._call(self.client.log_artifacts, self.run_id, path, artifact_path)
+        else:
+            self._call(self.client.log_artifact, self.run_id, path, artifact_path)
+
+    def set_tag(self, key: str, value: str) -> None:
+        if self._live():
+            self._call(self.client.set_tag, self.run_id, key, value)
+
+    # -- where and how -------------------------------------------------------------------------------
+    def location(self) -> str:
+        if not self.enabled:
+            return "MLflow: tracking disabled (tracking.enabled=false)"
+        if self.run_id is None or self.failed:
+            local = os.path.join(self.local_dir, "metrics.jsonl") if self.local_dir else "nowhere"
+            return f"MLflow: not recorded ({self.warnings[0] if self.warnings else 'offline'}); metrics in {local}"
+        return (f"MLflow: {self.uri}  experiment '{self.experiment}' (id {self.experiment_id})  run {self.run_id}\n"
+                f"        view with: mlflow ui --backend-store-uri {self.uri}")
+
+    def _live(self) -> bool:
+        return self.enabled and not self.failed and self.client is not None and self.run_id is not None
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            self._go_offline(f"MLflow at {self.uri} failed ({type(e).__name__}: {str(e)[:200]})")
+            return None
+
+    def _go_offline(self, why: str) -> None:
+        if not self.failed:
+            self.failed = True
+            self.warnings.append(why)
+            where = f"; metrics continue in {os.path.join(self.local_dir, 'metrics.jsonl')}" if self.local_dir else ""
+            print(f"[chorus] WARNING: {why}. Training goes on without MLflow{where}.", file=self.stream,
+                  flush=True)
+
+    def _local(self, record: dict) -> None:
+        if not self.local_dir:
+            return
+        os.makedirs(self.local_dir, exist_ok=True)
+        with open(os.path.join(self.local_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _param_value(v: Any) -> str:
+    s = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    return s[:6000]
+
+
+class NullTracker(Tracker):
+    """The tracker of non-main processes: records nothing."""
+
+    def __init__(self):
+        super().__init__(enabled=False)
+
+    def log_metrics(self, metrics, step):  # noqa: D102
+        return None
+
+    def location(self) -> str:
+        return ""
