@@ -11,8 +11,9 @@ The rule that keeps DDP from hanging and evaluation exact (DESIGN.md "Shards", i
   whose sizes differ by at most one; rank r takes batches ``r·nb … (r+1)·nb − 1``. Every sample
   is seen exactly once and every rank yields ``nb`` batches.
 
-Batch k of a rank is produced by DataLoader worker ``k % workers``; the DataLoader's round-robin
-then returns batches in order k = 0, 1, 2, … whatever the number of workers.
+Batch k of a rank is produced by DataLoader worker ``(k - start_batch) % workers``; the
+DataLoader's round-robin then returns batches in order k = start_batch, start_batch + 1, …
+whatever the number of workers.
 """
 from __future__ import annotations
 

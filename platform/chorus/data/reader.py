@@ -72,7 +72,8 @@ class _ShardBatches(torch.utils.data.IterableDataset):
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         if info is not None:
             torch.set_num_threads(1)
-        mine = [k for k in range(self.start_batch, len(self.batches)) if k % workers == worker]
+        mine = [k for k in range(self.start_batch, len(self.batches))
+                if (k - self.start_batch) % workers == worker]
         wanted: dict[tuple[int, int], tuple[int, int]] = {}
         shard_order: list[int] = []
         for k in mine:

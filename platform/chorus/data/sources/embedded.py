@@ -14,6 +14,7 @@ class NDigitsSource:
 
     def __init__(self, card: dict, raw=None):
         self.seed = int(card["options"].get("seed", 0))
+        self.limit = card["options"].get("limit")       # first N digits only (small test sets)
         self._images = None
         self._labels = None
 
@@ -23,8 +24,9 @@ class NDigitsSource:
 
     def items(self) -> list[dict]:
         self._load()
+        labels = self._labels if self.limit is None else self._labels[:int(self.limit)]
         return [{"label": int(label), "source": "sklearn.datasets.load_digits", "index": i}
-                for i, label in enumerate(self._labels)]
+                for i, label in enumerate(labels)]
 
     def load(self, item: dict) -> np.ndarray:
         self._load()
