@@ -52,6 +52,7 @@ launch_args=(
     --main_process_ip "${main_ip}"
     --main_process_port "${main_port}"
     --num_processes "$((num_machines * procs_per_node))"
+    --same_network
     --dynamo_backend no
 )
 if [[ -n "${MIXED_PRECISION:-}" ]]; then
