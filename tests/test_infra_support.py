@@ -140,6 +140,41 @@ def wait_http(url: str, service: Service, timeout: float = 90.0) -> float:
     pytest.fail(f"{url} did not answer within {timeout} s:\n{service.output()[-3000:]}")
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4/IPv6 addresses with a socket listening on ``port`` (from /proc/net/tcp*)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            address, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:
+                continue
+            raw = bytes.fromhex(address)
+            if width == 8:
+                found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+            else:
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
+
+
+def start_mlflow(home: Path, port: int, *, auth: bool = False, env: dict[str, str] | None = None,
+                 extra: list[str] | None = None) -> Service:
+    """``infra/mlflow/start_server.sh`` on 127.0.0.1:``port`` with its state in ``home``."""
+    args = ["bash", str(REPO / "infra" / "mlflow" / "start_server.sh"),
+            "--home", str(home), "--port", str(port), "--workers", "1"]
+    if auth:
+        args.append("--auth")
+    args += extra or []
+    home.mkdir(parents=True, exist_ok=True)
+    return Service(args, home.parent / f"{home.name}.log", env=child_env(**(env or {})))
+
+
 class NetNamespace:
     """A private network namespace with only a loopback interface (needs root and iproute2).
 
