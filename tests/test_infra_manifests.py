@@ -90,8 +90,15 @@ def test_pytorchjob_matches_what_the_training_operator_reads():
             assert f"${{{var}}}" in script
         assert "infra/launch/accelerate_node.sh" in script
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert (REPO / env["RECIPE"]).is_file() or env["RECIPE"] == "recipes/quickstart.yaml"
         assert (REPO / env["ACCELERATE_CONFIG"]).is_file()
+        # The recipe and its overrides are ones `chorus train` accepts.
+        from chorus.config import load_recipe
+
+        overrides = [w for w in shlex.split(container["args"][0].split("accelerate_node.sh", 1)[1])
+                     if "=" in w]
+        assert overrides, "the pod overrides the shard and run folders"
+        recipe = load_recipe(str(REPO / env["RECIPE"]), overrides)
+        assert recipe.data.shards.startswith("/data/") and recipe.train.out_dir.startswith("/data/")
 
 
 def test_ray_manifests_match_kuberay_fields():
@@ -112,8 +119,15 @@ def test_ray_manifests_match_kuberay_fields():
             (container,) = group["template"]["spec"]["containers"]
             assert container["resources"]["limits"]["nvidia.com/gpu"] >= 1
     js = job["spec"]
-    assert js["entrypoint"].startswith("chorus tune ")
-    assert "--address" in shlex.split(js["entrypoint"])
+    words = shlex.split(js["entrypoint"])
+    assert words[:2] == ["chorus", "tune"]
+    assert words[words.index("--address") + 1] == "auto"     # the cluster the Ray job runs on
+    # The search recipe and its overrides are ones `chorus tune` accepts.
+    from chorus.tune import load_search
+
+    overrides = [w for w in words[3:] if "=" in w]
+    search = load_search(str(REPO / words[2]), overrides)
+    assert search.storage_path.startswith("/data/"), "trial results on the shared volume"
     assert js["shutdownAfterJobFinishes"] is True
     assert js["submissionMode"] in {"K8sJobMode", "HTTPMode"}
 
