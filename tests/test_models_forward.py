@@ -28,6 +28,8 @@ SMALL = {
     "sdt": ((2, 32, 32), {"depth": 1, "dim": 32, "heads": 4, "patch_size": 4}),
     "sdt_2_256": ((2, 64, 64), {}),
     "sdt_8_384": ((3, 64, 64), {}),
+    "pointnet": ((64, 3), {}),
+    "srnn": ((700,), {"hidden": (32, 32)}),
 }
 
 
@@ -63,7 +65,7 @@ def test_forward_backward_every_model(name):
 
 
 # One model per family and block type (the larger named configurations repeat these blocks).
-ALPHA_ZERO = ["vgg9", "vgg11", "vgg_small", "resnet18", "resnet19", "sew_resnet18", "spikformer", "sdt"]
+ALPHA_ZERO = ["vgg9", "vgg11", "vgg_small", "resnet18", "resnet19", "sew_resnet18", "spikformer", "sdt", "pointnet", "srnn"]
 
 
 @pytest.mark.parametrize("name", ALPHA_ZERO)

@@ -52,7 +52,7 @@ def register(name: str, input_kind: str, default_timesteps: int, description: st
 
 def _load_all() -> None:
     """Import the model files so that their ``@register`` lines run (idempotent)."""
-    from chorus.models import resnet, sdt, sew_resnet, spikformer, vgg  # noqa: F401
+    from chorus.models import pointnet, resnet, sdt, sew_resnet, spikformer, srnn, vgg  # noqa: F401
 
 
 def list() -> builtins.list[str]:  # noqa: A001 - the contract names it ``list``

@@ -1,0 +1,87 @@
+"""SRNN for SHD: recurrent spiking layers over the 700 input channels (the paper's 1D speech backbone).
+
+Each layer l computes, per timestep, the input current ``I(t) = BN(W x(t)) + R s(t−1)`` from the
+layer's input and its own spikes of the previous step, and runs it through a LIF. The feed-forward
+part ``BN(W x)`` is one matrix product and one BatchNorm over all timesteps (time folded into the
+batch); only the recurrent product and the neuron are stepped. The BatchNorm (``bn=True``) keeps the
+sparse SHD spike input from leaving a fresh network silent; with ``bn=False`` it is ``W x + b``.
+
+The chorus ``LIF`` layer takes whole sequences, so the recurrent layer steps the same equations
+(DESIGN.md, "The spiking core") with :func:`lif_step`, using its ``LIF``'s settings and β. With the
+recurrent weights at zero the layer gives exactly the spikes of ``LIF(BN(W x))`` (tested).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from chorus.models.introspect import SpikingModel
+from chorus.models.layers import check_input
+from chorus.models.neuron_config import NeuronConfig
+from chorus.models.registry import register
+from chorus.neurons import LIF
+from chorus.neurons.surrogate import spike
+
+
+def lif_step(lif: LIF, x: torch.Tensor, v: torch.Tensor, h_prev: torch.Tensor, alpha: torch.Tensor | None):
+    """One timestep of ``lif``'s neuron: returns ``(spikes, V(t), H~(t))`` from X(t), V(t−1), H~(t−1)."""
+    p = lif.p
+    vr = p.vr
+    h = v + (x - (v - vr)) / p.tau if p.decay_input else v - (v - vr) / p.tau + x
+    hs = alpha * h_prev + (1 - alpha) * h if p.mps else h
+    s = spike(hs - p.v_threshold, p.surrogate, p.surrogate_alpha)
+    sr = s.detach() if p.detach_reset else s
+    v_new = hs - p.v_threshold * sr if p.soft_reset else hs * (1 - sr) + vr * sr
+    return s, v_new, hs
+
+
+class RecurrentLIFLayer(nn.Module):
+    """``[T, B, fin]`` → spikes ``[T, B, fout]`` with recurrent weights on the layer's own spikes."""
+
+    def __init__(self, fin: int, fout: int, neuron: NeuronConfig, bn: bool = True):
+        super().__init__()
+        self.fc = nn.Linear(fin, fout, bias=not bn)
+        self.bn = nn.BatchNorm1d(fout) if bn else nn.Identity()
+        self.rec = nn.Linear(fout, fout, bias=False)
+        self.lif = neuron.make()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, B = x.shape[:2]
+        current = self.bn(self.fc(x.flatten(0, 1))).unflatten(0, (T, B))
+        lif = self.lif
+        v = current.new_full(current.shape[1:], lif.p.vr)
+        if lif.v_init == "uniform":
+            v = torch.rand_like(v) * lif.v_init_scale
+        h = torch.zeros_like(v)
+        alpha = torch.sigmoid(lif.beta) if lif.beta is not None else None
+        s = torch.zeros_like(v)
+        out = []
+        for t in range(T):
+            s, v, h = lif_step(lif, current[t] + self.rec(s), v, h, alpha)
+            out.append(s)
+        return torch.stack(out)
+
+
+class SRNN(SpikingModel):
+    """Recurrent spiking layers (``hidden`` sizes) and a linear readout per timestep."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int], neuron: NeuronConfig,
+                 hidden: tuple[int, ...] = (256, 256), dropout: float = 0.0, bn: bool = True):
+        super().__init__()
+        if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise ValueError(f"hidden={hidden!r} must be a non-empty sequence of positive layer sizes")
+        self.in_shape = tuple(in_shape)
+        sizes = (in_shape[0], *hidden)
+        self.layers = nn.Sequential(*[RecurrentLIFLayer(a, b, neuron, bn) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.readout = nn.Linear(hidden[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(type(self).__name__, x, self.in_shape)
+        return self.readout(self.dropout(self.layers(x)))
+
+
+@register("srnn", "sequence", 100, "recurrent SNN for SHD: recurrent LIF layers (default 2 x 256) + readout")
+def srnn(num_classes, in_shape, neuron, hidden=(256, 256), dropout=0.0, bn=True):
+    hidden = (hidden,) if isinstance(hidden, int) and not isinstance(hidden, bool) else tuple(hidden)
+    return SRNN(num_classes, in_shape, neuron, hidden, dropout, bn)
