@@ -58,11 +58,14 @@ class _ShardBatches(torch.utils.data.IterableDataset):
         state["skipped"] += 1
         warnings.warn(f"skipped: {error}", stacklevel=2)
 
-    def _handler(self, url: str, state: dict):
+    def _handler(self, url: str):
         def handle(exn):
-            self._fail(DataError(f"unreadable tar ({type(exn).__name__}: {exn})", where=url),
-                       state)
-            return True
+            error = DataError(f"corrupt or truncated tar ({type(exn).__name__}: {exn})",
+                              where=url)
+            if self.on_error == "raise":
+                raise error
+            warnings.warn(f"skipping the rest of the shard: {error}", stacklevel=2)
+            return False          # the samples it held are counted as missing below
         return handle
 
     def __iter__(self):
@@ -90,7 +93,7 @@ class _ShardBatches(torch.utils.data.IterableDataset):
             url = os.path.join(self.folder, self.shards[s])
             seen = set()
             pipeline = wds.DataPipeline(wds.SimpleShardList([url]),
-                                        wds.tarfile_to_samples(handler=self._handler(url, state)))
+                                        wds.tarfile_to_samples(handler=self._handler(url)))
             for ordinal, sample in enumerate(pipeline):
                 target = wanted.get((s, ordinal))
                 if target is None:
@@ -101,9 +104,9 @@ class _ShardBatches(torch.utils.data.IterableDataset):
                 pending[k] -= 1
             for (ws, ordinal), (k, pos) in wanted.items():
                 if ws == s and ordinal not in seen:
-                    self._fail(DataError(f"sample number {ordinal} is missing (the manifest "
-                                         f"lists more samples than the tar holds)", where=url),
-                               state)
+                    self._fail(DataError(f"sample number {ordinal} is missing: the tar ends "
+                                         f"early (corrupt or truncated; the manifest lists "
+                                         f"more samples)", where=url), state)
                     pending[k] -= 1
             while next_index < len(mine) and pending[mine[next_index]] == 0:
                 k = mine[next_index]
