@@ -24,21 +24,31 @@ def _series(pairs: dict[int, float], base: int = 1) -> list[float]:
     return [pairs.get(i + base, math.nan) for i in range(n)]
 
 
-def accuracy(metrics: dict[str, float]) -> tuple[list[float], list[float]]:
-    """(accuracy of step t, accuracy of the first k) for t, k = 1..T; prefers full-validation ``val/``.
+ACC_SOURCES = {"test/": "test split", "val/": "validation split", "diag/": "diagnostics subset"}
 
-    The training loop logs ``val/acc_step_{t}`` on the whole validation split; the diagnostics subset
-    gives ``diag/acc_step_{t}``. Either source alone is used as a whole, never mixed.
+
+def accuracy_source(metrics: dict[str, float]) -> str | None:
+    """The prefix whose per-timestep accuracies :func:`accuracy` reads: ``test/``, ``val/`` or ``diag/``."""
+    for prefix in ACC_SOURCES:
+        if any(re.match(rf"^{prefix}acc_(step|first)_\d+$", k) for k in metrics):
+            return prefix
+    return None
+
+
+def accuracy(metrics: dict[str, float]) -> tuple[list[float], list[float]]:
+    """(accuracy of step t, accuracy of the first k) for t, k = 1..T.
+
+    The training loop logs ``test/acc_step_{t}`` and ``val/acc_step_{t}`` on whole splits; the
+    diagnostics subset gives ``diag/acc_step_{t}``. The first source present (test, val, diag) is used
+    as a whole, never mixed.
     """
-    for prefix in ("val/", "diag/"):
-        step, first = {}, {}
-        for k, v in metrics.items():
-            m = re.match(rf"^{prefix}acc_(step|first)_(\d+)$", k)
-            if m:
-                (step if m.group(1) == "step" else first)[int(m.group(2))] = v
-        if step or first:
-            return _series(step), _series(first)
-    return [], []
+    prefix = accuracy_source(metrics)
+    step, first = {}, {}
+    for k, v in metrics.items():
+        m = re.match(rf"^{prefix}acc_(step|first)_(\d+)$", k) if prefix else None
+        if m:
+            (step if m.group(1) == "step" else first)[int(m.group(2))] = v
+    return _series(step), _series(first)
 
 
 def membrane(metrics: dict[str, float], kind: str = "v_prev") -> dict[str, dict[str, list[float]]]:
@@ -78,7 +88,7 @@ def grad_steps(metrics: dict[str, float]) -> dict[str, list[float]]:
 
 
 def gradflow_rel(metrics: dict[str, float]) -> list[float]:
-    """Mean over layers of dt_d / dt_0, d = 0..T−1."""
+    """Geometric mean over layers of dt_d / dt_0, d = 0..T−1."""
     pairs = {}
     for k, v in metrics.items():
         m = re.match(r"^gradflow/rel_(\d+)$", k)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -27,7 +29,7 @@ def _png(fig: Figure) -> bytes:
         if ax.get_xlabel() and ax.get_xlabel()[0] in "tdk" or ax.get_xlabel() in ("epoch",):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)
     return buf.getvalue()
 
 
@@ -121,9 +123,10 @@ def membrane_hist_png(samples: dict[str, dict[str, "object"]], bins: int = 60) -
             lo, hi = float(vals.min()), float(vals.max())
             if not hi > lo:
                 lo, hi = lo - 0.5, hi + 0.5
+            edges = np.linspace(lo, hi, bins + 1)
             for t, color in zip(range(T), _colors(T)):
-                ax.hist(vals[t].numpy(), bins=bins, range=(lo, hi), histtype="step", color=color,
-                        density=True, label=f"t={t + 1}")
+                counts, _ = np.histogram(vals[t].numpy(), bins=edges, density=True)
+                ax.stairs(np.where(counts > 0, counts, np.nan), edges, color=color, label=f"t={t + 1}")
             ax.set(title=f"{layer}: {title}", xlabel="potential", ylabel="density")
             ax.set_yscale("log")
             ax.legend(fontsize=7)
@@ -184,7 +187,7 @@ def gradflow_png(runs) -> bytes | None:
         ax2.plot(range(len(rel)), rel, STYLES[i % 4], marker=MARKERS[i % 4], label=label)
     ax1.set(xlabel="distance to the loss d (timesteps)", ylabel="per-sample gradient norm",
             title="‖∂ℓ(t')/∂X(t'−d)‖ per layer")
-    ax2.set(xlabel="d", ylabel="ratio to d = 0", title="temporal gradient flow (mean over layers)")
+    ax2.set(xlabel="d", ylabel="ratio to d = 0", title="temporal gradient flow (geometric mean over layers)")
     for ax in (ax1, ax2):
         ax.set_yscale("log")
         ax.grid(alpha=0.3)

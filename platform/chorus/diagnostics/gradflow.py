@@ -6,8 +6,11 @@ gradient vanishing. Measured here, per spiking layer with input X(t):
 - ``gradflow/{layer}/dt_{d}``: with ℓ_t' = CE(o_t', y) the loss of subnetwork t' alone, the
   per-sample L2 norm ‖∂ℓ_t'/∂X(t'−d)‖ averaged over samples and over every t' with t'−d ≥ 1. d = 0 is
   the direct path within one timestep; d > 0 is gradient that travelled d steps back through the
-  membrane (the recursion in ``chorus.neurons.fused``). ``gradflow/rel_{d}`` averages dt_d / dt_0
-  over layers: a vanilla LIF decays it by (1 − 1/τ)(1 − S) per step, MPS by α + (1 − α)(1 − 1/τ)(1 − S).
+  membrane (the recursion in ``chorus.neurons.fused``). ``gradflow/rel_{d}`` is the geometric mean
+  over layers of dt_d / dt_0 (layers that get no gradient at d = 0 are left out; a geometric mean,
+  because the ratios of different layers differ by orders of magnitude). For a single layer fed
+  straight to the loss, a vanilla LIF decays it by (1 − 1/τ)(1 − S) per step, MPS by
+  α + (1 − α)(1 − 1/τ)(1 − S); in a deep network the paths through later layers add up.
 - ``grad/{layer}/step_{t}``: the per-sample norm of the training loss's gradient ∂L/∂X(t) (the loss
   the run trains on, e.g. CE of the mean output + γ·TASG), i.e. how much each timestep of a layer is
   trained.
@@ -16,6 +19,8 @@ Per-sample gradients come from summing the per-sample losses (CE with reduction 
 ``loss_fn`` is multiplied by B). The model runs in eval mode, so samples do not interact.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -105,5 +110,5 @@ class GradFlowAccumulator:
             for t in range(T):
                 out[names.grad_step(n, t + 1)] = float(self.step[n][t] / self.n)
         for d, vals in rel.items():
-            out[names.gradflow(None, d)] = sum(vals) / len(vals)
+            out[names.gradflow(None, d)] = math.exp(sum(math.log(v) if v > 0 else -math.inf for v in vals) / len(vals))
         return out

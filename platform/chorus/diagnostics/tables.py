@@ -54,7 +54,8 @@ def _specs(m: dict[str, float]) -> dict[str, _Spec]:
         T = max(len(step), len(first))
         rows = {str(t + 1): [step[t] if t < len(step) else math.nan, first[t] if t < len(first) else math.nan]
                 for t in range(T)}
-        specs["accuracy"] = _Spec("Per-timestep accuracy (%)", "t / k",
+        source = extract.ACC_SOURCES[extract.accuracy_source(m)]
+        specs["accuracy"] = _Spec(f"Per-timestep accuracy (%), {source}", "t / k",
                                   [("step t alone", "pct"), ("first k (anytime)", "pct")], rows)
     v, h = extract.membrane(m, "v_prev"), extract.membrane(m, "h_tilde")
     if v or h:
@@ -123,8 +124,8 @@ def tables(runs) -> dict[str, Table]:
         header = [base.key]
         for ci, (col, _) in enumerate(base.columns):
             if multi:
-                header += [f"{col} [{label}]" for label, _ in runs]
-                header += [f"Δ {col} [{label} − {runs[0][0]}]" for label, _ in runs[1:]]
+                header += [f"{col} {label}" for label, _ in runs]
+                header += [f"Δ {col} ({label}−{runs[0][0]})" for label, _ in runs[1:]]
             else:
                 header.append(col)
         rows = []
