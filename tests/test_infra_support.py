@@ -99,7 +99,8 @@ class Service:
         return self.proc.pid
 
     def output(self) -> str:
-        self._fh.flush()
+        if not self._fh.closed:
+            self._fh.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self, grace: float = 10.0) -> None:
@@ -173,6 +174,24 @@ def start_mlflow(home: Path, port: int, *, auth: bool = False, env: dict[str, st
     args += extra or []
     home.mkdir(parents=True, exist_ok=True)
     return Service(args, home.parent / f"{home.name}.log", env=child_env(**(env or {})))
+
+
+def small_shards(tmp_path_factory, samples: int = 240, shard_mb: float = 2.0) -> Path:
+    """Shards of the embedded N-Digits set cut to its first ``samples`` digits, made once per session
+    with the real ``chorus shard`` (several small train shards, so that every reader has its own)."""
+    out = tmp_path_factory.getbasetemp() / f"ndigits-{samples}-{shard_mb:g}mb"
+    if (out / "manifest.json").exists():
+        return out
+    import yaml
+
+    card = yaml.safe_load((REPO / "datasets" / "ndigits.yaml").read_text())
+    card.setdefault("options", {})["limit"] = samples
+    card_path = out.parent / f"{out.name}.card.yaml"
+    card_path.write_text(yaml.safe_dump(card))
+    subprocess.run([tool("chorus"), "shard", str(card_path), "--out", str(out), "--workers", "1",
+                    "--shard-size", str(shard_mb)], check=True, env=child_env(), cwd=REPO,
+                   capture_output=True, timeout=300)
+    return out
 
 
 class NetNamespace:

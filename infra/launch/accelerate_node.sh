@@ -16,6 +16,8 @@
 #   MIXED_PRECISION    no | bf16 | fp16, overrides the accelerate config (default: the config's value)
 #   CHORUS_CPU=1       train on CPUs over gloo (laptops, CI, the tests): no GPU needed
 #   ACCELERATE         the accelerate executable                        (default: accelerate on PATH)
+#   TRAIN_MODULE       Python module run as `python -m TRAIN_MODULE train ...` on every process
+#                      (default chorus.cli; the tests use a wrapper that also records each rank's weights)
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -66,4 +68,4 @@ if [[ "${CHORUS_CPU:-0}" == "1" ]]; then
 fi
 
 echo "chorus node ${machine_rank}/${num_machines}: ${procs_per_node} processes, rendezvous ${main_ip}:${main_port}" >&2
-exec "${accelerate_bin}" launch "${launch_args[@]}" -m chorus.cli train "$@"
+exec "${accelerate_bin}" launch "${launch_args[@]}" -m "${TRAIN_MODULE:-chorus.cli}" train "$@"
