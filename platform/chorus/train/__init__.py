@@ -1,0 +1,8 @@
+"""The training engine (DESIGN.md, "Recipes and runs"; docs/architecture.md, "Training").
+
+``run(recipe, hooks=None) -> dict`` is the one training loop (Accelerate, DeepSpeed ZeRO, mixed
+precision, exact resume, MLflow). ``evaluate_checkpoint`` backs ``chorus eval``.
+"""
+from chorus.train.loop import NonFiniteLoss, run
+
+__all__ = ["run", "NonFiniteLoss"]

@@ -1,0 +1,131 @@
+"""Checkpoints: atomic, keep the last k and the best by validation accuracy, full training state.
+
+A checkpoint is a folder ``{run}/checkpoints/step_{step:09d}`` written by every process into
+``.tmp-step_...`` and renamed into place by the main process (``os.replace``): a crash while saving
+leaves only a temporary folder, never a broken checkpoint. It holds Accelerate's state (model,
+optimizer, registered scheduler, grad scaler, RNG states of every process; DeepSpeed's ZeRO shards)
+plus ``trainer_state.json`` (epoch, batch position in the epoch, optimizer step, best accuracy),
+``model.pt`` (full weights for ``chorus eval``) and ``recipe.yaml`` (the resolved recipe).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import torch
+
+from chorus.config import Recipe, save_recipe
+
+_NAME = re.compile(r"^step_(\d{9})$")
+BEST_FILE = "best.json"
+STATE_FILE = "trainer_state.json"
+MODEL_FILE = "model.pt"
+RECIPE_FILE = "recipe.yaml"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:09d}"
+
+
+def list_checkpoints(root: str) -> list[str]:
+    """Complete checkpoints under ``root``, oldest first."""
+    if not os.path.isdir(root):
+        return []
+    names = [n for n in os.listdir(root) if _NAME.match(n) and os.path.isfile(os.path.join(root, n, STATE_FILE))]
+    return [os.path.join(root, n) for n in sorted(names)]
+
+
+def latest_checkpoint(root: str) -> str | None:
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def read_state(path: str) -> dict:
+    with open(os.path.join(path, STATE_FILE)) as f:
+        return json.load(f)
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+class CheckpointManager:
+    """Saves and restores the whole training state through an ``Accelerator``; every process calls
+    :meth:`save` and :meth:`load` together."""
+
+    def __init__(self, root: str, accelerator, keep_last: int = 2):
+        self.root = root
+        self.acc = accelerator
+        self.keep_last = keep_last
+        if self.acc.is_main_process:
+            os.makedirs(root, exist_ok=True)
+
+    @property
+    def best(self) -> dict | None:
+        p = os.path.join(self.root, BEST_FILE)
+        if not os.path.isfile(p):
+            return None
+        with open(p) as f:
+            return json.load(f)
+
+    def best_path(self) -> str | None:
+        b = self.best
+        return os.path.join(self.root, b["name"]) if b and os.path.isdir(os.path.join(self.root, b["name"])) else None
+
+    def save(self, state: dict, model, recipe: Recipe, val_acc: float | None = None) -> str:
+        """Write checkpoint ``step_{state['step']}``; marks it best when ``val_acc`` beats the best so far."""
+        acc = self.acc
+        name = checkpoint_name(int(state["step"]))
+        final = os.path.join(self.root, name)
+        tmp = os.path.join(self.root, f".tmp-{name}")
+        if acc.is_main_process and os.path.exists(tmp):
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(tmp)
+        weights = acc.get_state_dict(model)  # every process: ZeRO-3 gathers here
+        if acc.is_main_process:
+            torch.save({k: v.detach().float().cpu() if v.is_floating_point() else v.cpu()
+                        for k, v in weights.items()}, os.path.join(tmp, MODEL_FILE))
+            save_recipe(recipe, os.path.join(tmp, RECIPE_FILE))
+            _write_json(os.path.join(tmp, STATE_FILE), state)   # last: marks the folder complete
+            if os.path.exists(final):                           # same step saved again (epoch end)
+                trash = os.path.join(self.root, f".old-{name}")
+                os.replace(final, trash)
+                os.replace(tmp, final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+            best = self.best
+            if val_acc is not None and (best is None or val_acc > best["val_acc"]):
+                _write_json(os.path.join(self.root, BEST_FILE), {"name": name, "val_acc": val_acc,
+                                                                 "step": state["step"], "epoch": state["epoch"]})
+            self._prune()
+        acc.wait_for_everyone()
+        return final
+
+    def _prune(self) -> None:
+        keep = set(list_checkpoints(self.root)[-self.keep_last:])
+        b = self.best_path()
+        if b:
+            keep.add(b)
+        for path in list_checkpoints(self.root):
+            if path not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+        for n in os.listdir(self.root):   # leftovers of a crash while saving (no save is in flight now)
+            if n.startswith((".tmp-", ".old-")):
+                shutil.rmtree(os.path.join(self.root, n), ignore_errors=True)
+
+    def load(self, path: str) -> dict:
+        """Restore everything saved in checkpoint ``path``; returns its trainer state."""
+        self.acc.load_state(path)
+        return read_state(path)
+
+
+def load_model_weights(path: str) -> dict:
+    """The full weights saved in checkpoint folder ``path`` (``chorus eval``)."""
+    return torch.load(os.path.join(path, MODEL_FILE), map_location="cpu", weights_only=True)

@@ -1,0 +1,84 @@
+"""What the loop trains on, built from a recipe: the shard manifest, loaders and model.
+
+Uses the real ``chorus.data`` reader and ``chorus.models`` registry (docs/architecture.md). Bad paths
+fail here, before anything is written, with a :class:`~chorus.config.RecipeError` naming the key.
+"""
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from chorus.config import Recipe, RecipeError
+
+NEURON_KEYS = ("tau", "v_threshold", "v_reset", "decay_input", "detach_reset", "surrogate",
+               "surrogate_alpha", "mps", "alpha_init", "v_init")
+
+
+def _where(recipe: Recipe) -> str:
+    return f" in {recipe.source}" if recipe.source else ""
+
+
+def open_shards(recipe: Recipe) -> dict:
+    """Read ``data.shards``/manifest.json; errors name ``data.shards``, its value and the recipe file."""
+    from chorus.data import read_manifest
+
+    folder = recipe.data.shards
+    if not os.path.isdir(folder):
+        raise RecipeError(f"data.shards: folder {folder!r} does not exist{_where(recipe)} "
+                          f"(make it with `chorus shard CARD --out {folder}`)")
+    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+        raise RecipeError(f"data.shards: {folder!r} has no manifest.json{_where(recipe)} "
+                          f"(is it a folder written by `chorus shard`?)")
+    try:
+        return read_manifest(folder)
+    except Exception as e:  # the reader's own message says what is wrong with the folder
+        raise RecipeError(f"data.shards: cannot read {folder!r}{_where(recipe)}: {e}") from e
+
+
+def check_split(recipe: Recipe, manifest: dict, split: str) -> bool:
+    return split in manifest.get("splits", {}) and manifest["splits"][split].get("num_samples", 0) > 0
+
+
+def make_loader(recipe: Recipe, split: str, *, train: bool, epoch: int = 0, rank: int = 0, world_size: int = 1,
+                start_batch: int = 0, T: int | None = None):
+    """The ``chorus.data`` loader of ``split`` for this process."""
+    from chorus.data import make_loader as data_loader
+
+    d = recipe.data
+    batch = d.batch_size if train else (d.eval_batch_size or d.batch_size)
+    return data_loader(d.shards, split, T=T or d.T, size=d.size, batch_size=batch, workers=d.workers,
+                       train=train, seed=recipe.train.seed, epoch=epoch, rank=rank, world_size=world_size,
+                       augment=d.augment if train else None, on_error=d.on_error, start_batch=start_batch)
+
+
+def neuron_kwargs(recipe: Recipe) -> dict:
+    return {k: getattr(recipe.neuron, k) for k in NEURON_KEYS}
+
+
+def build_model(recipe: Recipe, manifest: dict, T: int | None = None) -> nn.Module:
+    """``chorus.models.create`` with the recipe's model, neuron settings and the data's input shape."""
+    from chorus import models
+    from chorus.data import input_shape
+
+    in_shape = input_shape(manifest, T or recipe.data.T, recipe.data.size)
+    kwargs = dict(recipe.model.args)
+    if manifest.get("kind") == "points":
+        kwargs.setdefault("timesteps", T or recipe.data.T)
+    try:
+        return models.create(recipe.model.name, manifest["num_classes"], in_shape,
+                             neuron=neuron_kwargs(recipe), **kwargs)
+    except KeyError as e:
+        raise RecipeError(f"model.name: {e.args[0]}{_where(recipe)}") from None
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"model: {e}{_where(recipe)}") from None
+
+
+def iterate(loader):
+    """Iterate ``loader`` without touching the global torch RNG when the iterator is made (a
+    DataLoader draws a base seed then), so a resumed run's RNG stream matches an uninterrupted one."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        it = iter(loader)
+    yield from it

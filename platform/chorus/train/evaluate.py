@@ -1,0 +1,92 @@
+"""Evaluation of a model on one split: the per-timestep table (``chorus.train.metrics``), MPS α values,
+and the diagnostics hook (docs/architecture.md, "Diagnostics").
+
+Runs the unwrapped model (no DDP collectives in forward), each process on its share of the split;
+counts are summed over processes once at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+import torch
+
+from chorus.losses import ensemble_loss
+from chorus.train.components import iterate
+from chorus.train.metrics import TimestepAccuracy
+
+
+@torch.no_grad()
+def evaluate(model, loader, *, T: int, accelerator=None, loss_kwargs: dict | None = None,
+             dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Per-timestep accuracies and loss of ``model`` over ``loader`` (all processes together)."""
+    was_training = model.training
+    model.eval()
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    meter = TimestepAccuracy(T)
+    lk = dict(loss_kwargs or {})
+    lk["p_drop"] = 0.0
+    for x, y in iterate(loader):
+        if y.numel() == 0:
+            continue
+        x = x.to(device, dtype=dtype or x.dtype, non_blocking=True)
+        y = y.to(device)
+        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+            logits = model(x)
+        loss = ensemble_loss(logits.float(), y, **lk)["loss"]
+        meter.update(logits, y, loss)
+    meter.reduce(accelerator)
+    model.train(was_training)
+    return meter.result()
+
+
+def alpha_values(layers) -> dict[str, float]:
+    """``mps/alpha/{layer}`` for every MPS layer."""
+    return {f"mps/alpha/{name}": float(lif.alpha.detach().float()) for name, lif in layers}
+
+
+def first_batches(loader, samples: int, time_first: bool = True) -> list:
+    """The first ``samples`` samples of ``loader`` as a list of ``(x, y)`` batches (``time_first``:
+    ``x`` is ``[T, B, ...]``; points are ``[B, N, 3]``)."""
+    out, n = [], 0
+    for x, y in loader:
+        if n >= samples:
+            break
+        take = min(y.shape[0], samples - n)
+        if take < y.shape[0]:
+            x = x.narrow(1 if time_first else 0, 0, take)
+            y = y[:take]
+        out.append((x, y))
+        n += take
+    return out
+
+
+def run_diagnostics(model, batches, *, loss_kwargs: dict, layers, epoch: int, tracker, step: int) -> dict:
+    """Call ``chorus.diagnostics.collect`` if that module exists; log its metrics at ``step`` and its
+    figures and tables under ``diagnostics/epoch_{epoch:03d}/``. Returns the metrics ({} when absent)."""
+    try:
+        from chorus import diagnostics
+    except ImportError:
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        d = diagnostics.collect(model, batches, loss_fn=lambda logits, y: ensemble_loss(logits.float(), y, **loss_kwargs),
+                                layers=layers)
+    finally:
+        model.train(was_training)
+    tracker.log_metrics(d.metrics, step)
+    folder = f"diagnostics/epoch_{epoch:03d}"
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, png in (d.figures or {}).items():
+            fname = name if name.endswith(".png") else f"{name}.png"
+            with open(os.path.join(tmp, fname), "wb") as f:
+                f.write(png)
+        for name, text in (d.tables or {}).items():
+            fname = name if "." in name else f"{name}.md"
+            with open(os.path.join(tmp, fname), "w") as f:
+                f.write(text)
+        if os.listdir(tmp):
+            tracker.log_artifact(tmp, folder)
+    return dict(d.metrics)

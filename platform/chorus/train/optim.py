@@ -1,0 +1,60 @@
+"""Optimizers (SGD, AdamW) and learning-rate schedules (cosine, step, constant; linear warm-up).
+
+Schedules are functions of the optimizer step; ``step_size`` and warm-up come in epochs and are turned
+into steps with ``steps_per_epoch``. Weight decay skips biases, normalisation weights and the MPS
+parameters β (0- and 1-dimensional tensors): decaying β would pull every α towards 0.5.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from chorus.config import OptimConfig, ScheduleConfig
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    raise ValueError(f"optim.name={cfg.name!r} is not known; choose sgd or adamw")
+
+
+def lr_factor(step: int, cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int, base_lr: float) -> float:
+    """Multiplier of the base learning rate before optimizer step ``step`` (0-based)."""
+    spe = max(1, steps_per_epoch)
+    warmup = int(round(cfg.warmup_epochs * spe))
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.name == "constant":
+        return 1.0
+    if cfg.name == "step":
+        return cfg.gamma ** ((step // spe) // cfg.step_size)
+    if cfg.name == "cosine":
+        floor = min(1.0, cfg.min_lr / base_lr) if base_lr > 0 else 0.0
+        span = max(1, total_steps - warmup)
+        progress = min(1.0, (step - warmup) / span)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"schedule.name={cfg.name!r} is not known; choose cosine, step or constant")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int,
+                    total_steps: int, base_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` stepped once per optimizer step by the loop."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch, total_steps, base_lr))

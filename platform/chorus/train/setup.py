@@ -1,0 +1,102 @@
+"""Accelerate set-up for one run: precision, process group, DeepSpeed ZeRO plugin, determinism.
+
+CPU runs use gloo (``accelerate launch`` with ``ACCELERATE_USE_CPU=1``), GPU runs NCCL. A recipe that
+names a DeepSpeed JSON (``infra/deepspeed/zero{1,2}.json``) trains through Accelerate's DeepSpeed
+plugin; the recipe is authoritative for what the loop controls (micro-batch, accumulation, clipping,
+precision), so those keys of the JSON are filled from it.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from chorus.config import Recipe, RecipeError
+
+PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def world_size_hint() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def deepspeed_path(recipe: Recipe) -> str | None:
+    """``train.deepspeed``, else the JSON named by an ``accelerate launch`` DeepSpeed config
+    (infra/accelerate/deepspeed_zero*.yaml set ACCELERATE_DEEPSPEED_CONFIG_FILE)."""
+    if recipe.train.deepspeed:
+        return recipe.train.deepspeed
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") or None
+    return None
+
+
+def deepspeed_config(recipe: Recipe, world_size: int) -> dict:
+    path = deepspeed_path(recipe)
+    where = f" in {recipe.source}" if recipe.source else ""
+    if not os.path.isfile(path):
+        raise RecipeError(f"train.deepspeed: file {path!r} does not exist{where}")
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except json.JSONDecodeError as e:
+        raise RecipeError(f"train.deepspeed: {path!r} is not valid JSON ({e}){where}") from None
+    t, d = recipe.train, recipe.data
+    cfg["train_micro_batch_size_per_gpu"] = d.batch_size
+    cfg["gradient_accumulation_steps"] = t.grad_accum
+    cfg["train_batch_size"] = d.batch_size * t.grad_accum * world_size
+    cfg["gradient_clipping"] = float(t.grad_clip or 0.0)
+    cfg["bf16"] = {"enabled": t.precision == "bf16"}
+    cfg["fp16"] = {"enabled": t.precision == "fp16", **({"initial_scale_power": 16} if t.precision == "fp16" else {})}
+    cfg.setdefault("zero_allow_untested_optimizer", True)   # our torch SGD/AdamW as client optimizer
+    return cfg
+
+
+def make_accelerator(recipe: Recipe):
+    """The run's ``Accelerator`` (after ``set_seed`` and, on CPU, deterministic algorithms)."""
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs, set_seed
+
+    t = recipe.train
+    cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+    if t.precision == "fp16" and not cuda:
+        where = f" in {recipe.source}" if recipe.source else ""
+        raise RecipeError(f"train.precision: fp16 needs a CUDA GPU (on CPU it would be silently ignored); "
+                          f"use bf16 or fp32{where}")
+    # only when launched with several processes: a backend in a single process asks for a process group
+    handlers = [InitProcessGroupKwargs(backend="nccl" if cuda else "gloo")] if world_size_hint() > 1 else []
+    plugin = None
+    if deepspeed_path(recipe):
+        from accelerate.utils import DeepSpeedPlugin
+
+        plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(recipe, world_size_hint()))
+    acc = Accelerator(mixed_precision=PRECISIONS[t.precision], gradient_accumulation_steps=t.grad_accum,
+                      deepspeed_plugin=plugin, kwargs_handlers=handlers)
+    set_seed(t.seed)
+    if t.deterministic and acc.device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return acc
+
+
+def release(acc) -> None:
+    """Forget Accelerate's singletons after a single-process run, so ``run`` can be called again
+    in-process (tests, Ray Tune trials) with other settings."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    acc.free_memory()
+    if acc.num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+
+def uses_deepspeed(acc) -> bool:
+    from accelerate.utils import DistributedType
+
+    return acc.distributed_type == DistributedType.DEEPSPEED
+
+
+def model_dtype(model) -> torch.dtype:
+    """DeepSpeed bf16/fp16 casts the model; inputs must follow."""
+    for p in model.parameters():
+        return p.dtype
+    return torch.float32
