@@ -120,13 +120,15 @@ def test_ray_manifests_match_kuberay_fields():
             assert container["resources"]["limits"]["nvidia.com/gpu"] >= 1
     js = job["spec"]
     words = shlex.split(js["entrypoint"])
-    assert words[:2] == ["chorus", "tune"]
-    assert words[words.index("--address") + 1] == "auto"     # the cluster the Ray job runs on
-    # The search recipe and its overrides are ones `chorus tune` accepts.
+    assert words[0] == "chorus"
+    # The command line is one `chorus tune` parses, and its recipe and overrides load.
+    from chorus.cli import build_parser
     from chorus.tune import load_search
 
-    overrides = [w for w in words[3:] if "=" in w]
-    search = load_search(str(REPO / words[2]), overrides)
+    args = build_parser().parse_args(words[1:])
+    assert args.command == "tune"
+    assert args.address == "auto"                            # the cluster the Ray job runs on
+    search = load_search(str(REPO / args.search), args.overrides)
     assert search.storage_path.startswith("/data/"), "trial results on the shared volume"
     assert js["shutdownAfterJobFinishes"] is True
     assert js["submissionMode"] in {"K8sJobMode", "HTTPMode"}
