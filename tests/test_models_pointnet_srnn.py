@@ -81,9 +81,14 @@ def test_recurrent_layer_without_recurrence_is_the_lif():
     with torch.no_grad():
         layer.rec.weight.zero_()
     x = torch.rand(20, 3, 12) * 3
+    layer.lif.record_states = True
     got = layer(x)
+    stepped_states = layer.lif.last_states
     want = layer.lif(layer.bn(layer.fc(x.flatten(0, 1))).unflatten(0, (20, 3)))
     assert got.sum() > 0 and torch.equal(got, want)
+    # Diagnostics states of the stepped layer equal those the LIF records for the same input.
+    torch.testing.assert_close(stepped_states.h_tilde, layer.lif.last_states.h_tilde, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stepped_states.v_prev, layer.lif.last_states.v_prev, rtol=1e-6, atol=1e-6)
     (g_step,) = torch.autograd.grad((got * torch.arange(16.0)).sum(), layer.lif.beta)
     (g_lif,) = torch.autograd.grad((want * torch.arange(16.0)).sum(), layer.lif.beta)
     torch.testing.assert_close(g_step, g_lif, rtol=1e-4, atol=1e-6)

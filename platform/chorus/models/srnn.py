@@ -8,7 +8,8 @@ sparse SHD spike input from leaving a fresh network silent; with ``bn=False`` it
 
 The chorus ``LIF`` layer takes whole sequences, so the recurrent layer steps the same equations
 (DESIGN.md, "The spiking core") with :func:`lif_step`, using its ``LIF``'s settings and β. With the
-recurrent weights at zero the layer gives exactly the spikes of ``LIF(BN(W x))`` (tested).
+recurrent weights at zero the layer gives exactly the spikes of ``LIF(BN(W x))`` (tested). Setting
+``lif.record_states = True`` fills ``lif.last_states`` as the ``LIF`` itself would, for diagnostics.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from chorus.models.introspect import SpikingModel
 from chorus.models.layers import check_input
 from chorus.models.neuron_config import NeuronConfig
 from chorus.models.registry import register
-from chorus.neurons import LIF
+from chorus.neurons import LIF, LIFStates
 from chorus.neurons.surrogate import spike
 
 
@@ -55,10 +56,16 @@ class RecurrentLIFLayer(nn.Module):
         h = torch.zeros_like(v)
         alpha = torch.sigmoid(lif.beta) if lif.beta is not None else None
         s = torch.zeros_like(v)
-        out = []
+        out, h_seq, v_prev = [], [], []
         for t in range(T):
+            if lif.record_states:
+                v_prev.append(v.detach())
             s, v, h = lif_step(lif, current[t] + self.rec(s), v, h, alpha)
             out.append(s)
+            if lif.record_states:
+                h_seq.append(h.detach())
+        if lif.record_states:  # the same diagnostics a LIF layer keeps (LIF.record_states)
+            lif.last_states = LIFStates(torch.stack(h_seq), torch.stack(v_prev))
         return torch.stack(out)
 
 
