@@ -65,7 +65,8 @@ def test_forward_backward_every_model(name):
 
 
 # One model per family and block type (the larger named configurations repeat these blocks).
-ALPHA_ZERO = ["vgg9", "vgg11", "vgg_small", "resnet18", "resnet19", "sew_resnet18", "spikformer", "sdt", "pointnet", "srnn"]
+ALPHA_ZERO = ["vgg9", "vgg11", "vgg_small", "resnet18", "resnet19", "sew_resnet18", "spikformer", "sdt",
+              "pointnet", "srnn"]
 
 
 @pytest.mark.parametrize("name", ALPHA_ZERO)

@@ -27,17 +27,6 @@ def run_lif(lif: LIF, y: torch.Tensor, T: int) -> torch.Tensor:
     return lif(y.unflatten(0, (T, -1))).flatten(0, 1)
 
 
-class Folded(nn.Sequential):
-    """Stateless layers applied to ``[T, B, ...]`` with time folded into the batch."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[0]
-        y = x.flatten(0, 1)
-        for m in self:
-            y = m(y)
-        return y.unflatten(0, (T, -1))
-
-
 class ConvBNLIF(nn.Module):
     """conv → BN (folded time) → LIF → optional pooling, on ``[T, B, C, H, W]``."""
 

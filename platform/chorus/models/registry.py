@@ -74,7 +74,8 @@ def check_in_shape(name: str, input_kind: str, in_shape) -> tuple[int, ...]:
     try:
         shape = tuple(in_shape)
     except TypeError:
-        raise ValueError(f"in_shape={in_shape!r} for model {name!r} must be a tuple {INPUT_KINDS[input_kind]}") from None
+        raise ValueError(f"in_shape={in_shape!r} for model {name!r} must be a tuple "
+                         f"{INPUT_KINDS[input_kind]}") from None
     want = {"image": 3, "sequence": 1, "points": 2}[input_kind]
     ok = len(shape) == want and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
     if ok and input_kind == "points" and shape[1] != 3:

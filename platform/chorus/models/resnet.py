@@ -74,12 +74,12 @@ class ResNetBackbone(SpikingModel):
         else:
             self.stem = ConvBNLIF(c, c0, neuron, kernel=3, stride=1)
         stages, cin = [], c0
-        for i, (n, width) in enumerate(zip(blocks, widths)):
+        for i, (n, cout) in enumerate(zip(blocks, widths)):
             layers = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                layers.append(block(cin, width, stride, neuron, **block_kw))
-                cin = width
+                layers.append(block(cin, cout, stride, neuron, **block_kw))
+                cin = cout
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -87,7 +87,8 @@ class SpikeDrivenTransformer(SpikingModel):
         return self.head(self.head_lif(self.blocks(self.stem(x)).mean(2)))
 
 
-@register("sdt", "image", 16, "Spike-driven Transformer with depth/dim/heads/mlp_ratio/patch_size keywords (default 2-256)")
+@register("sdt", "image", 16,
+          "Spike-driven Transformer with depth/dim/heads/mlp_ratio/patch_size keywords (default 2-256)")
 def sdt(num_classes, in_shape, neuron, depth=2, dim=256, heads=16, mlp_ratio=4.0, patch_size=16,
         attn_v_threshold=0.5, channels_last=True):
     return SpikeDrivenTransformer(num_classes, in_shape, neuron, depth, dim, heads, mlp_ratio, patch_size,

@@ -89,7 +89,8 @@ class Spikformer(SpikingModel):
         return self.head(self.blocks(self.stem(x)).mean(2))
 
 
-@register("spikformer", "image", 16, "Spikformer with depth/dim/heads/mlp_ratio/patch_size keywords (default 2-256)")
+@register("spikformer", "image", 16,
+          "Spikformer with depth/dim/heads/mlp_ratio/patch_size keywords (default 2-256)")
 def spikformer(num_classes, in_shape, neuron, depth=2, dim=256, heads=16, mlp_ratio=4.0, patch_size=16,
                attn_v_threshold=0.5, channels_last=True):
     return Spikformer(num_classes, in_shape, neuron, depth, dim, heads, mlp_ratio, patch_size, attn_v_threshold,
