@@ -113,3 +113,19 @@ def test_recurrence_changes_the_output_and_learns():
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
     assert m.layers[0].rec.weight.abs().sum() > 0
+
+
+def test_recurrent_layer_keeps_the_membrane_in_fp32_under_autocast():
+    layer = RecurrentLIFLayer(12, 16, NeuronConfig(mps=True))
+    with torch.no_grad():
+        layer.rec.weight.zero_()
+        layer.bn.weight.fill_(3.0)  # strong enough currents that the layer fires
+    x = torch.rand(10, 3, 12) * 3
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x)
+        current = layer.bn(layer.fc(x.flatten(0, 1))).unflatten(0, (10, 3))
+        want = layer.lif(current)  # the LIF runs its membrane in fp32 from the bf16 current
+    assert got.dtype == torch.bfloat16 and got.sum() > 0
+    assert torch.equal(got, want)
+    layer.to(torch.bfloat16)  # a model cast as a whole (DeepSpeed bf16) still runs
+    assert layer(x.bfloat16()).dtype == torch.bfloat16

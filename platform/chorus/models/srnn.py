@@ -49,18 +49,28 @@ class RecurrentLIFLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
         current = self.bn(self.fc(x.flatten(0, 1))).unflatten(0, (T, B))
+        out_dtype = current.dtype
+        with torch.autocast(device_type=current.device.type, enabled=False):
+            # the membrane stays in fp32 under autocast, as in the LIF layer itself
+            spikes = self._run(current if current.dtype == torch.float64 else current.float())
+        return spikes.to(out_dtype)
+
+    def _run(self, current: torch.Tensor) -> torch.Tensor:
+        T = current.shape[0]
         lif = self.lif
         v = current.new_full(current.shape[1:], lif.p.vr)
         if lif.v_init == "uniform":
             v = torch.rand_like(v) * lif.v_init_scale
         h = torch.zeros_like(v)
-        alpha = torch.sigmoid(lif.beta) if lif.beta is not None else None
+        alpha = torch.sigmoid(lif.beta).to(current.dtype) if lif.beta is not None else None
+        w_dtype = self.rec.weight.dtype  # bf16 when the whole model is cast (DeepSpeed bf16)
         s = torch.zeros_like(v)
         out, h_seq, v_prev = [], [], []
         for t in range(T):
             if lif.record_states:
                 v_prev.append(v.detach())
-            s, v, h = lif_step(lif, current[t] + self.rec(s), v, h, alpha)
+            recurrent = self.rec(s.to(w_dtype)).to(current.dtype)
+            s, v, h = lif_step(lif, current[t] + recurrent, v, h, alpha)
             out.append(s)
             if lif.record_states:
                 h_seq.append(h.detach())
