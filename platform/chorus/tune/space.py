@@ -51,7 +51,22 @@ def num_trials(spec: SearchRecipe) -> int:
 
 
 def format_value(value: Any) -> str:
-    """A value as the right-hand side of ``key=value`` (JSON is valid YAML, so it round-trips)."""
+    """A value as the right-hand side of ``key=value`` that YAML reads back as the same value.
+
+    JSON is valid YAML except for floats in exponent form: YAML 1.1 reads ``1e-05`` as a string, so
+    those are written ``1.0e-05``; non-finite floats as ``.inf``/``.nan``."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        if e and "." not in mantissa:
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
     return json.dumps(value)
 
 

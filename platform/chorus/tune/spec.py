@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -182,6 +183,8 @@ def parse_dimension(value: Any, key: str, where: str) -> Dimension:
             f"{key!r} in {where}: a dimension is one of {', '.join(DIMENSION_KINDS)} with a list, "
             f"e.g. 'grid [0, 0.5, 1]' or {{grid: [0, 0.5, 1]}}; got {value!r}")
     (kind, values), = value.items()
+    if isinstance(values, (list, tuple)):
+        values = [_number_or_same(v) for v in values]
     if kind not in DIMENSION_KINDS:
         raise SearchRecipeError(
             f"{key!r} in {where}: unknown dimension kind {kind!r} (allowed: {', '.join(DIMENSION_KINDS)})")
@@ -199,6 +202,14 @@ def parse_dimension(value: Any, key: str, where: str) -> Dimension:
             raise SearchRecipeError(f"{key!r} in {where}: loguniform needs low > 0, got {values!r}")
         values = (low, high)
     return Dimension(kind, tuple(values))
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number_or_same(v: Any) -> Any:
+    """``"1e-5"`` (a string to YAML 1.1) → ``1e-05``; anything else unchanged."""
+    return float(v) if isinstance(v, str) and _FLOAT.fullmatch(v.strip()) else v
 
 
 def _is_number(v: Any) -> bool:

@@ -12,18 +12,20 @@ many workers (:func:`run_distributed_trial`); rank 0's reports reach Ray Tune.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
+import shutil
 from typing import Any, Callable, Optional
 
 from chorus.tune.mlflow_runs import TRIAL_TAG
 from chorus.tune.space import to_overrides
 
 # Trial defaults (a search recipe's ``fixed`` section overrides them): no progress bars, no checkpoint
-# artifacts in MLflow (Ray keeps the checkpoints), no test-set pass (trials are compared on val).
-TRIAL_DEFAULTS = ["train.progress=false", "tracking.log_checkpoint=false", "train.eval_test=false"]
+# artifacts in MLflow and one local checkpoint (Ray keeps copies), no test-set pass (trials are
+# compared on val).
+TRIAL_DEFAULTS = ["train.progress=false", "tracking.log_checkpoint=false", "train.eval_test=false",
+                  "train.keep_last=1"]
 
 
 class TrialFailed(RuntimeError):
@@ -36,11 +38,14 @@ class TuneHooks:
     ``report`` is ``ray.tune.report`` in a plain trial and ``ray.train.report`` in a Ray Train worker;
     ``checkpoint_cls`` the matching ``Checkpoint`` class."""
 
-    def __init__(self, metric: str, report: Callable, checkpoint_cls, rank: int = 0):
+    def __init__(self, metric: str, report: Callable, checkpoint_cls, rank: int = 0, all_ranks: bool = False):
         self.metric = metric
         self.report = report
         self.checkpoint_cls = checkpoint_cls
         self.rank = rank
+        # Ray Train's report is a barrier over workers: the loop must call this hook on every rank.
+        self.all_ranks = all_ranks
+        self.stopped = False
 
     def on_epoch_end(self, epoch: int, metrics: dict, checkpoint_dir: Optional[str]) -> None:
         numbers = {k: float(v) for k, v in metrics.items() if _is_number(v)}
@@ -51,14 +56,19 @@ class TuneHooks:
                if not math.isfinite(v) and (k == self.metric or k.startswith("train/loss"))]
         if bad:
             raise TrialFailed(f"non-finite {', '.join(bad)} at epoch {epoch}")
-        numbers["epoch"] = float(epoch)
+        numbers.setdefault("epoch", float(epoch + 1))     # epochs done (the loop's epoch is 0-based)
         checkpoint = None
         if self.rank == 0 and checkpoint_dir and os.path.isdir(checkpoint_dir):
             checkpoint = self.checkpoint_cls.from_directory(checkpoint_dir)
-        self.report(numbers, checkpoint=checkpoint)
+        try:
+            self.report(numbers, checkpoint=checkpoint)
+        except SystemExit:
+            # Ray asks the trial to stop (the scheduler stopped it, or the search ends): let the loop
+            # finish this run cleanly (MLflow run FINISHED) instead of dying inside the report.
+            self.stopped = True
 
     def should_stop(self) -> bool:
-        return False
+        return self.stopped
 
 
 def _is_number(v: Any) -> bool:
@@ -88,6 +98,38 @@ def trial_recipe(ctx: dict, values: dict, trial_id: str, out_dir: str, resume: O
     return load_recipe(ctx["base"], overrides)
 
 
+def trial_run_dir(ctx: dict, trial_id: str) -> str:
+    """The training run folder of a trial: ``run/`` inside the trial's folder in ``storage_path``
+    (Ray's own trial working folder is a temporary staging area)."""
+    return os.path.join(ctx["exp_dir"], trial_id, "run")
+
+
+def restore_checkpoint(out_dir: str, checkpoint) -> Optional[str]:
+    """Make the trial's local checkpoints exactly Ray's view of the trial: empty
+    ``{out_dir}/checkpoints`` and copy Ray's checkpoint (if any) into it under its own step name.
+    Returns the copied checkpoint folder, for ``train.resume`` (the run folder stays ``out_dir``)."""
+    from chorus.train.checkpoint import STATE_FILE, checkpoint_name
+
+    root = os.path.join(out_dir, "checkpoints")
+    shutil.rmtree(root, ignore_errors=True)
+    if checkpoint is None:
+        return None
+    os.makedirs(root, exist_ok=True)
+    with checkpoint.as_directory() as src:
+        with open(os.path.join(src, STATE_FILE)) as fh:
+            step = int(json.load(fh)["step"])
+        dst = os.path.join(root, checkpoint_name(step))
+        shutil.copytree(src, dst)
+    return dst
+
+
+def _enter_cwd(ctx: dict) -> None:
+    """Relative paths of recipes (``data.shards``, ...) mean the folder ``chorus tune`` ran in; Ray
+    starts trials in their trial folder, so go back there when this machine has it."""
+    if ctx.get("cwd") and os.path.isdir(ctx["cwd"]):
+        os.chdir(ctx["cwd"])
+
+
 def _set_threads(cpus: float) -> None:
     import torch
 
@@ -104,14 +146,13 @@ def run_trial(config: dict, ctx: dict) -> None:
     from chorus.tune.space import trial_values_from_keys
 
     _set_threads(ctx["cpus"])
-    tctx = tune.get_context()
-    trial_id = tctx.get_trial_id()
-    out_dir = os.path.join(tctx.get_trial_dir(), "run")
+    _enter_cwd(ctx)
+    trial_id = tune.get_context().get_trial_id()
+    out_dir = trial_run_dir(ctx, trial_id)
     values = trial_values_from_keys(ctx["keys"], config)
-    checkpoint = tune.get_checkpoint()
-    with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext()) as resume:
-        recipe = trial_recipe(ctx, values, trial_id, out_dir, resume)
-        train_run(recipe, hooks=TuneHooks(ctx["metric"], tune.report, tune.Checkpoint))
+    resume = restore_checkpoint(out_dir, tune.get_checkpoint())
+    recipe = trial_recipe(ctx, values, trial_id, out_dir, resume)
+    train_run(recipe, hooks=TuneHooks(ctx["metric"], tune.report, tune.Checkpoint))
 
 
 def run_distributed_trial(config: dict, ctx: dict) -> None:
@@ -122,10 +163,9 @@ def run_distributed_trial(config: dict, ctx: dict) -> None:
 
     from chorus.tune.space import trial_values_from_keys
 
-    tctx = tune.get_context()
-    trial_id = tctx.get_trial_id()
+    trial_id = tune.get_context().get_trial_id()
     loop_config = {"ctx": ctx, "values": trial_values_from_keys(ctx["keys"], config),
-                   "trial_id": trial_id, "out_dir": os.path.join(tctx.get_trial_dir(), "run")}
+                   "trial_id": trial_id, "out_dir": trial_run_dir(ctx, trial_id)}
     use_gpu = float(ctx.get("gpus") or 0) > 0
     per_worker = {"CPU": float(ctx["cpus"])}
     if use_gpu:
@@ -149,11 +189,24 @@ def _worker_loop(cfg: dict) -> None:
 
     from chorus.train import run as train_run
 
+    import torch.distributed as dist
+
     ctx = cfg["ctx"]
     _set_threads(ctx["cpus"])
-    rank = train.get_context().get_world_rank()
-    checkpoint = train.get_checkpoint()
-    with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext()) as resume:
-        recipe = trial_recipe(ctx, cfg["values"], cfg["trial_id"], cfg["out_dir"], resume)
-        hooks = TuneHooks(ctx["metric"], train.report, train.Checkpoint, rank=rank)
-        train_run(recipe, hooks=hooks)
+    _enter_cwd(ctx)
+    context = train.get_context()
+    rank = context.get_world_rank()
+    if context.get_local_rank() == 0:          # one copy per node, then everyone resumes from it
+        restore_checkpoint(cfg["out_dir"], train.get_checkpoint())
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    resume = _local_checkpoint(cfg["out_dir"])
+    recipe = trial_recipe(ctx, cfg["values"], cfg["trial_id"], cfg["out_dir"], resume)
+    hooks = TuneHooks(ctx["metric"], train.report, train.Checkpoint, rank=rank, all_ranks=True)
+    train_run(recipe, hooks=hooks)
+
+
+def _local_checkpoint(out_dir: str) -> Optional[str]:
+    from chorus.train.checkpoint import latest_checkpoint
+
+    return latest_checkpoint(os.path.join(out_dir, "checkpoints"))
