@@ -129,3 +129,48 @@ def test_recurrent_layer_keeps_the_membrane_in_fp32_under_autocast():
     assert torch.equal(got, want)
     layer.to(torch.bfloat16)  # a model cast as a whole (DeepSpeed bf16) still runs
     assert layer(x.bfloat16()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("v_init", ["zero", "uniform"])
+def test_recurrent_layer_output_is_its_fixed_point(v_init):
+    """With recurrence on, the output S satisfies S = LIF(BN(W x) + R·S(t−1)) with the same V(0)."""
+    layer = RecurrentLIFLayer(12, 16, NeuronConfig(mps=True, alpha_init=0.3, v_init=v_init))
+    with torch.no_grad():
+        layer.rec.weight.normal_(0, 0.5)
+        layer.bn.weight.fill_(2.0)
+    x = torch.rand(15, 3, 12) * 3
+    torch.manual_seed(5)
+    layer.lif.record_states = True
+    out = layer(x)
+    assert layer.lif.last_states is not None and layer.lif.last_states.h_tilde.shape == (15, 3, 16)
+    with torch.no_grad():
+        current = layer.bn(layer.fc(x.flatten(0, 1))).unflatten(0, (15, 3))
+        shifted = torch.cat([torch.zeros_like(out[:1]), out[:-1]])
+        torch.manual_seed(5)
+        want = layer.lif(current + layer.rec(shifted))
+    assert 0 < out.mean() < 1 and torch.equal(out, want)
+
+
+def test_recurrent_layer_gradient_equals_plain_stepping():
+    """Output via the whole-sequence LIF keeps the exact BPTT gradient of the plain stepped recurrence."""
+    from chorus.models.srnn import lif_step
+
+    layer = RecurrentLIFLayer(12, 16, NeuronConfig(mps=True, alpha_init=0.3))
+    with torch.no_grad():
+        layer.rec.weight.normal_(0, 0.5)
+        layer.bn.weight.fill_(2.0)
+    x = torch.rand(15, 3, 12) * 3
+    w = torch.randn(15, 3, 16)
+    params = [layer.fc.weight, layer.bn.weight, layer.rec.weight, layer.lif.beta]
+    got = torch.autograd.grad((layer(x) * w).sum(), params)
+
+    current = layer.bn(layer.fc(x.flatten(0, 1))).unflatten(0, (15, 3))
+    v, h, s = torch.zeros(3, 16), torch.zeros(3, 16), torch.zeros(3, 16)
+    alpha = torch.sigmoid(layer.lif.beta)
+    out = []
+    for t in range(15):
+        s, v, h = lif_step(layer.lif, current[t] + layer.rec(s), v, h, alpha)
+        out.append(s)
+    want = torch.autograd.grad((torch.stack(out) * w).sum(), params)
+    for g, e in zip(got, want):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)

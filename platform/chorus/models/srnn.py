@@ -8,8 +8,8 @@ sparse SHD spike input from leaving a fresh network silent; with ``bn=False`` it
 
 The chorus ``LIF`` layer takes whole sequences, so the recurrent layer steps the same equations
 (DESIGN.md, "The spiking core") with :func:`lif_step`, using its ``LIF``'s settings and β. With the
-recurrent weights at zero the layer gives exactly the spikes of ``LIF(BN(W x))`` (tested). Setting
-``lif.record_states = True`` fills ``lif.last_states`` as the ``LIF`` itself would, for diagnostics.
+recurrent weights at zero the layer gives exactly the spikes of ``LIF(BN(W x))`` (tested). The layer's
+output comes from its ``LIF`` run on the whole effective input, so hooks and ``record_states`` work.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from chorus.models.introspect import SpikingModel
 from chorus.models.layers import check_input
 from chorus.models.neuron_config import NeuronConfig
 from chorus.models.registry import register
-from chorus.neurons import LIF, LIFStates
+from chorus.neurons import LIF
 from chorus.neurons.surrogate import spike
 
 
@@ -56,27 +56,39 @@ class RecurrentLIFLayer(nn.Module):
         return spikes.to(out_dtype)
 
     def _run(self, current: torch.Tensor) -> torch.Tensor:
-        T = current.shape[0]
         lif = self.lif
-        v = current.new_full(current.shape[1:], lif.p.vr)
-        if lif.v_init == "uniform":
-            v = torch.rand_like(v) * lif.v_init_scale
+        rng = _rng_state(current.device)
+        if lif.v_init == "uniform":  # drawn exactly as LIF.forward draws it, replayed below
+            v = torch.rand(current.shape[1:], device=current.device, dtype=current.dtype) * lif.v_init_scale
+        else:
+            v = current.new_full(current.shape[1:], lif.p.vr)
         h = torch.zeros_like(v)
         alpha = torch.sigmoid(lif.beta).to(current.dtype) if lif.beta is not None else None
         w_dtype = self.rec.weight.dtype  # bf16 when the whole model is cast (DeepSpeed bf16)
         s = torch.zeros_like(v)
-        out, h_seq, v_prev = [], [], []
-        for t in range(T):
-            if lif.record_states:
-                v_prev.append(v.detach())
-            recurrent = self.rec(s.to(w_dtype)).to(current.dtype)
-            s, v, h = lif_step(lif, current[t] + recurrent, v, h, alpha)
-            out.append(s)
-            if lif.record_states:
-                h_seq.append(h.detach())
-        if lif.record_states:  # the same diagnostics a LIF layer keeps (LIF.record_states)
-            lif.last_states = LIFStates(torch.stack(h_seq), torch.stack(v_prev))
-        return torch.stack(out)
+        inputs = []
+        for t in range(current.shape[0]):
+            x_t = current[t] + self.rec(s.to(w_dtype)).to(current.dtype)
+            s, v, h = lif_step(lif, x_t, v, h, alpha)
+            inputs.append(x_t)
+        # The LIF layer itself, run once on the whole input sequence X(t) = I(t) + R s(t−1), gives the
+        # same spikes as the steps (with the same V(0): the random state is replayed); its output is the
+        # layer's, so forward hooks, ``record_states`` and the diagnostics see this layer like any
+        # other. The gradient stays exact: the recurrent path runs through the stepped spikes, which
+        # share the LIF's equations, surrogate and β.
+        _set_rng_state(current.device, rng)
+        return lif(torch.stack(inputs))
+
+
+def _rng_state(device: torch.device):
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
 
 
 class SRNN(SpikingModel):
