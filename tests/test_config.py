@@ -116,3 +116,11 @@ def test_shipped_recipes_validate():
             assert r.neuron.mps is False and r.loss.gamma == 0.0, n
         else:
             assert r.neuron.mps is True and r.loss.gamma > 0, n
+
+
+def test_scientific_notation_is_a_float(tmp_path):
+    """YAML 1.1 reads `1e-3` as a string; float keys accept it, other keys do not."""
+    r = load_recipe(write(tmp_path, dict(BASE, optim={"lr": "1e-3"})), ["optim.weight_decay=5e-4"])
+    assert r.optim.lr == 1e-3 and r.optim.weight_decay == 5e-4
+    with pytest.raises(RecipeError, match="data.T"):
+        load_recipe(write(tmp_path, BASE), ["data.T=1e3"])

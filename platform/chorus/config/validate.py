@@ -6,8 +6,12 @@ dotted key, the offending value and the recipe file (DESIGN.md, "Recipes and run
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Any, Literal, Union
+
+
+_SCI = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 class RecipeError(ValueError):
@@ -65,6 +69,8 @@ def _coerce(value: Any, tp, key: str, source: str | None) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _SCI.match(value.strip()):   # YAML 1.1 reads 1e-3 as a string
             return float(value)
     elif tp is str:
         if isinstance(value, str):
