@@ -171,3 +171,25 @@ def test_deepspeed_config_rejects_a_broken_file(tmp_path):
     config = _fill_like_accelerate(path, precision="bf16", micro_batch=8, grad_accum=2, num_processes=1)
     with pytest.raises(Exception):
         DeepSpeedConfig(config)
+
+
+@pytest.mark.parametrize("path", DEEPSPEED_CONFIGS, ids=_rel)
+def test_deepspeed_config_accepted_as_chorus_train_builds_it(path, tmp_path):
+    """The path `chorus train` takes: the recipe fills the JSON (chorus.train.setup), Accelerate's
+    plugin reads it and fills what is left, DeepSpeed's loader accepts the result."""
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    from chorus.config import load_recipe
+    from chorus.train.setup import deepspeed_config
+
+    recipe = load_recipe(str(REPO / "recipes" / "quickstart.yaml"), [
+        f"train.deepspeed={path}", "train.precision=bf16", "train.grad_accum=2", "train.grad_clip=1.0",
+        "data.batch_size=8"])
+    filled = tmp_path / path.name
+    filled.write_text(json.dumps(deepspeed_config(recipe, world_size=1)))
+    config = _fill_like_accelerate(filled, precision="bf16", micro_batch=8, grad_accum=2, num_processes=1)
+    assert list(_autos(config)) == []
+    ds = DeepSpeedConfig(config)
+    assert ds.bfloat16_config.enabled
+    assert (ds.train_micro_batch_size_per_gpu, ds.gradient_accumulation_steps, ds.train_batch_size) == (8, 2, 16)
+    assert ds.zero_optimization_stage == json.loads(path.read_text())["zero_optimization"]["stage"]
