@@ -48,16 +48,15 @@ def test_collect_leaves_model_rng_and_gradients_untouched():
 
 def test_collect_produces_every_figure_and_table():
     d = collect(Small(), batches())
-    expected = {"accuracy.png", "membrane_stats.png", "membrane_gaps.png", "membrane_histograms.png", "alpha.png",
-                "gradient_flow.png", "firing_rates.png", "synaptic_ops.png"}
+    expected = {"accuracy.png", "membrane_stats.png", "membrane_histograms.png", "gradient_flow.png",
+                "firing_rates.png"}
     assert set(d.figures) == expected
     for name, png in d.figures.items():
         assert png.startswith(PNG) and len(png) > 2000, name
     assert {"accuracy", "membrane", "membrane_layers", "energy", "alpha", "gradient_flow", "firing"} <= set(d.tables)
     assert "| 1 |" in d.tables["accuracy"]
     assert set(d.samples) == {"lif1", "lif2"} and d.samples["lif1"]["v_prev"].shape[0] == 3
-    # A vanilla network has no α figure.
-    assert "alpha.png" not in collect(Small(mps=False), batches(1), render=True).figures
+    assert not collect(Small(), batches(1), render=False).figures
 
 
 def test_layers_restrict_membrane_and_gradient_but_not_energy():

@@ -125,3 +125,26 @@ def test_non_binary_input_after_pooling_counts_as_macs():
     assert m[names.sop("fc")] == pytest.approx(3)
     assert m[names.ENERGY_MAC] == pytest.approx(16 + 3)
     assert m[names.ENERGY_AC] == pytest.approx(0)
+
+
+def test_grouped_strided_conv_events_equal_a_brute_force_count():
+    """For random spikes into a grouped, strided, dilated conv the AC count equals a direct count:
+    for every output position and group, the spikes inside its receptive field (zero padding outside
+    the map) times the output channels of that group."""
+    from chorus.diagnostics.energy import event_ops
+
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2)
+    x = (torch.rand(3, 4, 7, 7) < 0.3).float()
+    out = conv(x)
+    Ho, Wo = out.shape[-2:]
+    count = 0
+    for n in range(3):
+        for g in range(2):
+            for i in range(Ho):
+                for j in range(Wo):
+                    for ki in range(3):
+                        for kj in range(3):
+                            r, c = i * 2 - 2 + ki * 2, j * 2 - 2 + kj * 2
+                            if 0 <= r < 7 and 0 <= c < 7:
+                                count += int(x[n, 2 * g:2 * g + 2, r, c].sum()) * 3
+    assert event_ops(conv, x) == count

@@ -63,11 +63,12 @@ def _log_run(uri, name, mps, gamma, tmp, epochs=2):
     for epoch in range(1, epochs + 1):
         for _ in range(3):
             opt.zero_grad()
-            ensemble_loss(model(x), y, **loss_kwargs)["loss"].backward()
+            loss = ensemble_loss(model(x), y, **loss_kwargs)["loss"]
+            loss.backward()
             opt.step()
         with torch.no_grad():
             acc = per_timestep_accuracy(model(val[0][0]), val[0][1])
-        metrics = {"epoch": epoch, "train/loss": 1.0 / epoch, **alpha_values(mps_layers(model)),
+        metrics = {"epoch": epoch, "train/loss": float(loss.detach()), **alpha_values(mps_layers(model)),
                    **{k.replace("diag/", "val/"): v for k, v in acc.items()}}
         if epoch == epochs:
             metrics.update(run_diagnostics(model, val, loss_kwargs=loss_kwargs, layers=None, epoch=epoch,
@@ -140,7 +141,7 @@ def test_pair_report_shows_both_runs_and_differences(store, tmp_path):
     hists = [alt for alt, _ in p.images if alt.startswith("membrane histograms")]
     assert len(hists) == 2  # one per run, from each run's logged diagnostics
     md = (tmp_path / "pair" / "report.md").read_text(encoding="utf-8")
-    assert "A = vanilla (vanilla); B = mps_tasg (MPS+TASG)" in md
+    assert "A = vanilla; B = mps_tasg (MPS+TASG)" in md
     assert "| quantity | A | B | Δ B−A |" in md
     # Every table of the pair has a difference column; α exists only for B, so its Δ is "–".
     assert md.count("(B−A)") >= 6

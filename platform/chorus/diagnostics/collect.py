@@ -62,7 +62,17 @@ def _hist_layers(chosen: list[str], n: int) -> list[str]:
     return [chosen[i] for i in idx]
 
 
-def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_samples: int = 64,
+def batch_dim(x: torch.Tensor, batch_size: int) -> int:
+    """The sample axis of a model input: 1 for time-first ``[T, B, ...]``, 0 for points ``[B, N, 3]``."""
+    if x.dim() >= 2 and x.shape[1] == batch_size:
+        return 1
+    if x.shape[0] == batch_size:
+        return 0
+    raise ValueError(f"input of shape {tuple(x.shape)} has no axis of the batch size {batch_size} "
+                     f"(expected [T, B, ...] or [B, ...])")
+
+
+def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_samples: int = 8,
             max_values: int = 20000, hist_layers: int = 3, render: bool = True, seed: int = 0) -> Diagnostics:
     """Measure ``model`` on ``batches`` (a list of ``(x, y)``; x as the model takes it, y ``[B]``).
 
@@ -70,8 +80,11 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     batch; default CE of the mean output) whose gradient per timestep is reported. ``layers``: names
     (or ``(name, LIF)`` pairs) of the spiking layers whose membrane statistics and gradient flow are
     measured (default: all); firing rates and energy always cover the whole model. ``grad_samples``:
-    samples used for the gradient flow (0 turns it off). ``max_values``: subsample size per layer and
-    timestep for the Wasserstein distance and the histograms. ``render=False`` skips the figures.
+    samples used for the gradient flow (0 turns it off; T + 1 backward passes over them). ``max_values``: subsample size per layer and
+    timestep for the Wasserstein distance and the histograms. ``render=False`` skips the figures;
+    otherwise ``figures`` holds the per-epoch set (accuracy, μ/σ, membrane histograms, gradient
+    flow, firing rates): ``chorus report`` draws the rest (gaps, α, synaptic operations) from the
+    metrics, α trajectories from their history.
     """
     batches = list(batches)
     if not batches:
@@ -81,12 +94,30 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     device = _device(model)
     was_training = model.training
     gen = torch.Generator().manual_seed(seed)
-    per_batch = max(1, max_values // len(batches))
+    per_batch = max(1, max_values // (len(batches) + 1))  # + 1: the batch split for the gradient pass
     acc = {(n, kind): MembraneAccumulator(per_batch, gen) for n in chosen_names for kind in names.MEMBRANE_KINDS}
     accuracy, firing, ops = AccuracyCounter(), FiringCounter(), OpsCounter()
     grads = GradFlowAccumulator(loss_fn)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
-    T = 0
+    state = {"T": 0}
+
+    def measure(x, y, want_grad: bool) -> None:
+        with torch.enable_grad() if want_grad else torch.no_grad():
+            logits = model(x)
+            if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+                raise ValueError("the model must return per-timestep logits [T, B, classes]; got "
+                                 f"{getattr(logits, 'shape', type(logits).__name__)}")
+            records, spikes = rec.take()
+            state["T"] = logits.shape[0]
+            accuracy.update(logits, y)
+            for n, s in spikes.items():
+                firing.update(n, s)
+            for n, r in records.items():
+                acc[n, "v_prev"].update(r.v_prev)
+                acc[n, "h_tilde"].update(r.h_tilde)
+            if want_grad:
+                grads.update(logits, y, {n: r.x_parts for n, r in records.items()})
+
     model.eval()
     try:
         with torch.random.fork_rng(devices=fork_devices), Recorder(model, chosen, ops) as rec:
@@ -95,32 +126,20 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
             for i, batch in enumerate(batches):
                 if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
                     raise ValueError(f"batch {i} must be an (x, y) pair; got {type(batch).__name__}")
-                x, y = batch
-                x, y = x.to(device), y.to(device)
-                want_grad = grad_left > 0
-                ctx = torch.enable_grad() if want_grad else torch.no_grad()
-                with ctx:
-                    logits = model(x)
-                    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
-                        raise ValueError("the model must return per-timestep logits [T, B, classes]; got "
-                                         f"{getattr(logits, 'shape', type(logits).__name__)}")
-                    records, spikes = rec.take()
-                    T = logits.shape[0]
-                    accuracy.update(logits, y)
-                    for n, s in spikes.items():
-                        firing.update(n, s)
-                    for n, r in records.items():
-                        acc[n, "v_prev"].update(r.v_prev)
-                        acc[n, "h_tilde"].update(r.h_tilde)
-                    if want_grad:
-                        # Samples are independent in eval mode: the first k outputs give the
-                        # gradients of the first k samples (the others' are zero).
-                        k = min(grad_left, y.shape[0])
-                        grads.update(logits[:, :k], y[:k], {n: r.x_parts for n, r in records.items()})
-                        grad_left -= k
-                    del logits, records
+                x, y = batch[0].to(device), batch[1].to(device)
+                B = y.shape[0]
+                k = min(grad_left, B)
+                grad_left -= k
+                if 0 < k < B:
+                    # Only the first k samples keep a graph (eval mode: samples are independent).
+                    dim = batch_dim(x, B)
+                    measure(x.narrow(dim, 0, k), y[:k], True)
+                    measure(x.narrow(dim, k, B - k), y[k:], False)
+                else:
+                    measure(x, y, k > 0)
     finally:
         model.train(was_training)
+    T = state["T"]
     num_samples = accuracy.n
     metrics = accuracy.metrics()
     for (n, kind), a in acc.items():
@@ -141,7 +160,7 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     out = Diagnostics(metrics=metrics, layers=chosen_names, timesteps=T, num_samples=num_samples, samples=samples)
     out.tables = {k: to_markdown(t) for k, t in make_tables([("run", metrics)]).items()}
     if render:
-        out.figures = figs.all_pngs([("run", metrics)])
+        out.figures = figs.all_pngs([("run", metrics)], only=figs.EPOCH_FIGURES)
         png = figs.membrane_hist_png(samples)
         if png:
             out.figures["membrane_histograms.png"] = png

@@ -4,7 +4,8 @@ The usual 45 nm figures (Horowitz, ISSCC 2014): an accumulate (AC) costs 0.9 pJ,
 multiply-accumulate (MAC) 4.6 pJ. A spiking layer's synapses only accumulate when an input spike
 arrives, so a synaptic layer (``nn.Linear`` or ``nn.Conv1d/2d/3d``) whose input is binary performs one
 AC per (nonzero input, connected output) pair, counted exactly by running the layer with all-ones
-weights on the mask of nonzero inputs (padding, stride, dilation and groups included). The first
+weights on the mask of nonzero inputs (padding, stride, dilation and groups included; for a
+convolution, on the mask summed over each group's input channels, times its output channels). The first
 synaptic layer sees real-valued data and is counted as dense MACs (output elements × fan-in, the
 usual FLOP count). A later layer whose input is not binary (after average pooling, or a residual sum
 of spikes) multiplies, so its nonzero inputs are counted as MACs. Normalisation, pooling, the spiking
@@ -41,10 +42,14 @@ def event_ops(module: nn.Module, x: torch.Tensor) -> int:
     mask = (x.detach() != 0).to(torch.float32)
     if isinstance(module, nn.Linear):
         return int(mask.sum().item()) * module.out_features
-    ones = torch.ones_like(module.weight, dtype=torch.float32)
+    # Every output channel of a group sees the same inputs: count on the mask summed over the input
+    # channels of each group, with one all-ones filter per group, then multiply by its output channels.
+    g = module.groups
+    mask_g = mask.unflatten(1, (g, module.in_channels // g)).sum(2)
+    ones = torch.ones((g, 1, *module.kernel_size), dtype=torch.float32, device=mask.device)
     with torch.autocast(device_type=mask.device.type, enabled=False):
-        counts = module._conv_forward(mask, ones, None)
-    return int(round(counts.double().sum().item()))
+        counts = module._conv_forward(mask_g, ones, None)
+    return int(round(counts.sum(dtype=torch.float64).item())) * (module.out_channels // g)
 
 
 def is_binary(x: torch.Tensor) -> bool:
@@ -119,7 +124,7 @@ class FiringCounter:
 
     def update(self, layer: str, spikes: torch.Tensor) -> None:
         s = spikes.detach().reshape(spikes.shape[0], -1)
-        per_t = s.double().sum(1).cpu()
+        per_t = s.sum(1, dtype=torch.float64).cpu()
         if layer in self.spikes:
             if self.spikes[layer].shape[0] != per_t.shape[0]:
                 raise ValueError(f"layer {layer}: timesteps changed between batches")

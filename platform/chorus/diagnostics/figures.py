@@ -23,6 +23,17 @@ STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D")
 
 
+def _figure(w: float, h: float, rows: int = 1, cols: int = 1, *, top_in: float = 0.35, bottom_in: float = 0.55,
+            left: float = 0.08, right: float = 0.98, wspace: float = 0.25, hspace: float = 0.45):
+    """A figure with a fixed grid of axes and fixed margins (in inches at top and bottom): a layout
+    engine would cost more than drawing the figure, and diagnostics run inside training."""
+    fig = Figure(figsize=(w, h))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    fig.subplots_adjust(left=left, right=right, top=1 - top_in / h, bottom=bottom_in / h, wspace=wspace,
+                        hspace=hspace)
+    return fig, axes
+
+
 def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     for ax in fig.axes:
@@ -49,8 +60,9 @@ def accuracy_png(runs) -> bytes | None:
     data = [(label, *extract.accuracy(m)) for label, m in runs]
     if not any(step or first for _, step, first in data):
         return None
-    fig = Figure(layout="constrained", figsize=(9, 3.4))
-    ax1, ax2 = fig.subplots(1, 2, sharey=True)
+    fig, axes = _figure(9, 3.4, 1, 2, wspace=0.08)
+    ax1, ax2 = axes[0]
+    ax2.sharey(ax1)
     for i, (label, step, first) in enumerate(data):
         ax1.plot(range(1, len(step) + 1), [100 * v for v in step], STYLES[i % 4], marker=MARKERS[i % 4], label=label)
         ax2.plot(range(1, len(first) + 1), [100 * v for v in first], STYLES[i % 4], marker=MARKERS[i % 4], label=label)
@@ -58,7 +70,7 @@ def accuracy_png(runs) -> bytes | None:
     ax2.set(title="mean of the first k outputs (anytime)", xlabel="k")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower right")
     return _png(fig)
 
 
@@ -67,8 +79,7 @@ def membrane_stats_png(runs) -> bytes | None:
     data = [(label, extract.membrane(m, "v_prev"), extract.membrane(m, "h_tilde")) for label, m in runs]
     if not any(v or h for _, v, h in data):
         return None
-    fig = Figure(layout="constrained", figsize=(10, 6.5))
-    axes = fig.subplots(2, 2)
+    fig, axes = _figure(10, 6.5, 2, 2, bottom_in=1.1, left=0.07, wspace=0.2, hspace=0.35)
     multi = len(runs) > 1
     panels = [(0, "mean", "μ of V(t−1)"), (0, "std", "σ of V(t−1)"), (1, "mean", "μ of H~(t)"), (1, "std", "σ of H~(t)")]
     for i, (label, v_stats, h_stats) in enumerate(data):
@@ -82,7 +93,7 @@ def membrane_stats_png(runs) -> bytes | None:
             ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles and len(handles) <= 16:
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7)
+        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
     return _png(fig)
 
 
@@ -91,8 +102,8 @@ def membrane_gap_png(runs) -> bytes | None:
     data = [(label, extract.membrane(m, "v_prev"), extract.membrane(m, "h_tilde")) for label, m in runs]
     if not any(v or h for _, v, h in data):
         return None
-    fig = Figure(layout="constrained", figsize=(10, 3.2))
-    axes = fig.subplots(1, 3)
+    fig, axes = _figure(10, 3.2, 1, 3, left=0.06)
+    axes = axes[0]
     for i, (label, v_stats, h_stats) in enumerate(data):
         for ax, stat in zip(axes, ("dmean", "dstd", "w1")):
             for kind, stats in (("V(t−1)", v_stats), ("H~(t)", h_stats)):
@@ -102,7 +113,7 @@ def membrane_gap_png(runs) -> bytes | None:
             ax.set(title={"dmean": "|Δμ|", "dstd": "|Δσ|", "w1": "Wasserstein-1"}[stat] + " between t and t+1",
                    xlabel="t (gap t → t+1)")
             ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="upper right")
     return _png(fig)
 
 
@@ -111,8 +122,7 @@ def membrane_hist_png(samples: dict[str, dict[str, "object"]], bins: int = 60) -
     if not samples:
         return None
     layers = list(samples)
-    fig = Figure(layout="constrained", figsize=(10, 2.6 * len(layers)))
-    axes = fig.subplots(len(layers), 2, squeeze=False)
+    fig, axes = _figure(10, 2.7 * len(layers), len(layers), 2, left=0.07, hspace=0.5, wspace=0.2)
     for row, layer in enumerate(layers):
         for col, (kind, title) in enumerate((("v_prev", "V(t−1)"), ("h_tilde", "H~(t)"))):
             ax = axes[row][col]
@@ -129,7 +139,7 @@ def membrane_hist_png(samples: dict[str, dict[str, "object"]], bins: int = 60) -
                 ax.stairs(np.where(counts > 0, counts, np.nan), edges, color=color, label=f"t={t + 1}")
             ax.set(title=f"{layer}: {title}", xlabel="potential", ylabel="density")
             ax.set_yscale("log")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper right")
     return _png(fig)
 
 
@@ -140,15 +150,15 @@ def alpha_png(runs) -> bytes | None:
     if not data:
         return None
     layers = sorted({layer for _, a in data for layer in a}, key=extract.natural_key)
-    fig = Figure(layout="constrained", figsize=(max(5, 0.5 * len(layers) + 3), 3.4))
-    ax = fig.subplots()
+    fig, axes = _figure(max(5, 0.5 * len(layers) + 3), 3.4, bottom_in=1.3, left=0.12)
+    ax = axes[0][0]
     width = 0.8 / len(data)
     for i, (label, a) in enumerate(data):
         xs = [j + i * width for j in range(len(layers))]
         ax.bar(xs, [a.get(layer, math.nan) for layer in layers], width, label=label)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=60, ha="right", fontsize=7)
     ax.set(ylabel="α", ylim=(0, 1), title="MPS smoothing coefficient α per layer")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _png(fig)
 
 
@@ -157,8 +167,8 @@ def alpha_trajectory_png(histories) -> bytes | None:
     histories = [(label, h) for label, h in histories if h]
     if not histories:
         return None
-    fig = Figure(layout="constrained", figsize=(7, 3.6))
-    ax = fig.subplots()
+    fig, axes = _figure(9, 3.6, right=0.68)
+    ax = axes[0][0]
     multi = len(histories) > 1
     for i, (label, h) in enumerate(histories):
         layers = sorted(h, key=extract.natural_key)
@@ -169,7 +179,7 @@ def alpha_trajectory_png(histories) -> bytes | None:
     ax.set(xlabel="epoch", ylabel="α", title="α trajectories")
     ax.grid(alpha=0.3)
     if len(ax.get_lines()) <= 16:
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
 
 
@@ -178,8 +188,8 @@ def gradflow_png(runs) -> bytes | None:
     data = [(label, extract.gradflow(m), extract.gradflow_rel(m)) for label, m in runs]
     if not any(g for _, g, _ in data):
         return None
-    fig = Figure(layout="constrained", figsize=(10, 3.6))
-    ax1, ax2 = fig.subplots(1, 2)
+    fig, axes = _figure(10, 3.6, 1, 2)
+    ax1, ax2 = axes[0]
     multi = len(runs) > 1
     for i, (label, g, rel) in enumerate(data):
         for color, (layer, ys) in zip(_colors(len(g)), g.items()):
@@ -187,13 +197,13 @@ def gradflow_png(runs) -> bytes | None:
         ax2.plot(range(len(rel)), rel, STYLES[i % 4], marker=MARKERS[i % 4], label=label)
     ax1.set(xlabel="distance to the loss d (timesteps)", ylabel="per-sample gradient norm",
             title="‖∂ℓ(t')/∂X(t'−d)‖ per layer")
-    ax2.set(xlabel="d", ylabel="ratio to d = 0", title="temporal gradient flow (geometric mean over layers)")
+    ax2.set(xlabel="d", ylabel="ratio", title="ratio to d = 0 (geometric mean over layers)")
     for ax in (ax1, ax2):
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     if len(ax1.get_lines()) <= 16:
-        ax1.legend(fontsize=6)
-    ax2.legend(fontsize=8)
+        ax1.legend(fontsize=6, loc="lower left")
+    ax2.legend(fontsize=8, loc="lower left")
     return _png(fig)
 
 
@@ -202,8 +212,8 @@ def firing_png(runs) -> bytes | None:
     data = [(label, extract.firing(m)) for label, m in runs]
     if not any(f for _, f in data):
         return None
-    fig = Figure(layout="constrained", figsize=(7, 3.8))
-    ax = fig.subplots()
+    fig, axes = _figure(9, 3.8, right=0.68)
+    ax = axes[0][0]
     multi = len(runs) > 1
     for i, (label, f) in enumerate(data):
         for color, (layer, ys) in zip(_colors(len(f)), f.items()):
@@ -212,7 +222,7 @@ def firing_png(runs) -> bytes | None:
     ax.set(xlabel="timestep t", ylabel="spikes per neuron per step", title="firing rate")
     ax.grid(alpha=0.3)
     if len(ax.get_lines()) <= 16:
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
 
 
@@ -223,8 +233,8 @@ def sop_png(runs) -> bytes | None:
     if not data:
         return None
     layers = sorted({layer for _, s in data for layer in s}, key=extract.natural_key)
-    fig = Figure(layout="constrained", figsize=(max(5, 0.5 * len(layers) + 3), 3.4))
-    ax = fig.subplots()
+    fig, axes = _figure(max(5, 0.5 * len(layers) + 3), 3.4, bottom_in=1.3, left=0.12)
+    ax = axes[0][0]
     width = 0.8 / len(data)
     for i, (label, s) in enumerate(data):
         ax.bar([j + i * width for j in range(len(layers))], [s.get(layer, math.nan) for layer in layers], width,
@@ -232,12 +242,16 @@ def sop_png(runs) -> bytes | None:
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=60, ha="right", fontsize=7)
     ax.set(ylabel="operations per sample", title="synaptic operations per layer")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _png(fig)
 
 
-def all_pngs(runs) -> dict[str, bytes]:
-    """Every metric-based figure that has data, by file name."""
+# The figures logged at every diagnostics epoch (the issue's list; the report draws all of ALL_FIGURES).
+EPOCH_FIGURES = ("accuracy.png", "membrane_stats.png", "gradient_flow.png", "firing_rates.png")
+
+
+def all_pngs(runs, only: tuple[str, ...] | None = None) -> dict[str, bytes]:
+    """Every metric-based figure that has data, by file name (``only``: just these names)."""
     makers = {
         "accuracy.png": accuracy_png,
         "membrane_stats.png": membrane_stats_png,
@@ -249,6 +263,8 @@ def all_pngs(runs) -> dict[str, bytes]:
     }
     out = {}
     for name, fn in makers.items():
+        if only is not None and name not in only:
+            continue
         png = fn(runs)
         if png:
             out[name] = png

@@ -47,7 +47,7 @@ def _per_sample_norms(grads: list[torch.Tensor | None], parts: list[torch.Tensor
     """Norm per (t, sample) of the gradient over one layer's calls joined in time → ``[T, B]``."""
     gs = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, parts)]
     g = gs[0] if len(gs) == 1 else torch.cat(gs, 0)
-    return g.detach().double().reshape(g.shape[0], g.shape[1], -1).norm(dim=2)
+    return g.detach().reshape(g.shape[0], g.shape[1], -1).norm(dim=2).double()
 
 
 class GradFlowAccumulator:

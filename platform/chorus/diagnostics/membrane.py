@@ -8,8 +8,8 @@ between consecutive timesteps t → t+1: |Δμ|, |Δσ| and the Wasserstein-1 di
 empirical distributions.
 
 Means and standard deviations are exact (float64 running sums). The Wasserstein distance and the
-histograms use a fixed subsample of neuron positions (the same positions at every t), exact whenever
-a layer has no more values than the cap.
+histograms use a random subsample of (sample, neuron) positions, drawn with replacement and the same
+at every t; exact whenever a layer has no more values per batch than the cap.
 """
 from __future__ import annotations
 
@@ -45,8 +45,7 @@ class MembraneAccumulator:
 
     def update(self, values: torch.Tensor) -> None:
         v = values.detach().reshape(values.shape[0], -1)
-        vd = v.double()
-        s1, s2 = vd.sum(1).cpu(), (vd * vd).sum(1).cpu()
+        s1, s2 = v.sum(1, dtype=torch.float64).cpu(), (v * v).sum(1, dtype=torch.float64).cpu()
         if self.s1 is None:
             self.s1, self.s2 = s1, s2
         elif self.s1.shape[0] != v.shape[0]:
@@ -59,7 +58,7 @@ class MembraneAccumulator:
         if n <= self.per_batch:
             self.samples.append(v.float().cpu())
         else:
-            idx = torch.randperm(n, generator=self.gen)[: self.per_batch].to(v.device)
+            idx = torch.randint(n, (self.per_batch,), generator=self.gen).to(v.device)
             self.samples.append(v[:, idx].float().cpu())
 
     @property

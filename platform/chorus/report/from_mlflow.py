@@ -40,8 +40,11 @@ def resolve_run_folder(path: str) -> tuple[str, str]:
 
 
 def _epoch_of_steps(client, run_id: str) -> dict[int, float]:
-    """optimizer step → epoch, from the ``epoch`` metric the loop logs at each epoch end."""
-    return {m.step: m.value for m in client.get_metric_history(run_id, "epoch")}
+    """optimizer step → epoch, from the ``epoch`` metric the loop logs at each epoch end and the
+    fractional ``train/epoch`` it logs with the training loss."""
+    out = {m.step: m.value for m in client.get_metric_history(run_id, "train/epoch")}
+    out.update({m.step: m.value for m in client.get_metric_history(run_id, "epoch")})
+    return out
 
 
 def _latest_diagnostics(client, run_id: str) -> tuple[int | None, dict[str, bytes]]:

@@ -43,7 +43,7 @@ class RunData:
 def assign_labels(runs: list[RunData]) -> None:
     """Short, distinct labels: the run name and its variant, made unique with the source if needed."""
     for r in runs:
-        r.label = f"{r.name} ({r.variant()})"
+        r.label = r.name if r.name == r.variant() else f"{r.name} ({r.variant()})"
     if len({r.label for r in runs}) < len(runs):
         for i, r in enumerate(runs):
             r.label = f"{r.label} #{i + 1}"

@@ -43,14 +43,12 @@ def _training_png(runs: list[RunData]) -> bytes | None:
 
 
 def _curves_png(runs: list[RunData]) -> bytes | None:
-    from matplotlib.figure import Figure
-
     series = [(r.label, r.histories.get("val/acc", []), r.histories.get("val/acc_step_1", []),
                r.histories.get("train/loss", [])) for r in runs]
     if not any(acc or loss for _, acc, _, loss in series):
         return None
-    fig = Figure(layout="constrained", figsize=(10, 3.4))
-    ax1, ax2 = fig.subplots(1, 2)
+    fig, axes = figs._figure(10, 3.4, 1, 2)
+    ax1, ax2 = axes[0]
     for i, (label, acc, step1, loss) in enumerate(series):
         style = figs.STYLES[i % 4]
         if acc:
@@ -60,7 +58,7 @@ def _curves_png(runs: list[RunData]) -> bytes | None:
         if loss:
             ax2.plot([p[0] for p in loss], [p[1] for p in loss], style, label=label)
     ax1.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy")
-    ax2.set(xlabel="epoch (or step)", ylabel="training loss", title="training loss")
+    ax2.set(xlabel="epoch", ylabel="training loss", title="training loss")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if ax.get_lines():
