@@ -114,14 +114,15 @@ def run_search(spec: SearchRecipe, *, address: Optional[str] = None, resume: boo
             t0 = time.perf_counter()
             results = _fit(spec, ctx, exp_dir, epochs, uri, parent_id, resume, retry_failed)
             fit_s = time.perf_counter() - t0
-        unfinished = _unfinished(results)
-        if unfinished:
-            print(f"\n[chorus tune] interrupted: {len(unfinished)} trial(s) unfinished; the state is saved "
-                  f"in {exp_dir}; continue with: chorus tune {spec.source} --resume", file=stream, flush=True)
+        unfinished, missing = _unfinished(exp_dir, num_trials(spec))
+        if unfinished or missing:
+            print(f"\n[chorus tune] interrupted: {len(unfinished)} trial(s) unfinished, {missing} not started; "
+                  f"the state is saved in {exp_dir}; continue with: chorus tune {spec.source} --resume",
+                  file=stream, flush=True)
             status = "KILLED"
         outcome = _finish(spec, results, epochs, exp_dir, runs, stream, fit_s, session["startup_s"],
-                          unfinished)
-        if not unfinished:
+                          unfinished, interrupted=bool(unfinished or missing))
+        if not (unfinished or missing):
             status = "FINISHED"
         return outcome
     finally:
@@ -153,21 +154,26 @@ def _fit(spec, ctx, exp_dir, epochs, uri, parent_id, resume, retry_failed):
     return tuner.fit()
 
 
-def _unfinished(results) -> set:
-    """Ids of trials neither terminated nor errored (an interrupted search)."""
-    trials = getattr(getattr(results, "_experiment_analysis", None), "trials", None) or []
-    return {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
+def _unfinished(exp_dir: str, expected: int) -> tuple[set, int]:
+    """Trials the saved experiment state holds as neither terminated nor errored, and how many trials
+    were never created: both non-empty/non-zero only for an interrupted search. (Read from the state
+    Ray saves on disk: after an interrupt Ray marks its in-memory trials terminated.)"""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(exp_dir).trials
+    unfinished = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
+    return unfinished, max(0, expected - len(trials))
 
 
 def _finish(spec, results, epochs, exp_dir, runs: SearchRuns, stream, fit_s, startup_s,
-            unfinished: set) -> SearchOutcome:
+            unfinished: set, interrupted: bool) -> SearchOutcome:
     rows = trial_rows(spec, results, epochs)
     for row in rows:
         if row["trial_id"] in unfinished:
             row["status"] = "unfinished"
     table_path = os.path.join(exp_dir, "results.csv")
     write_csv(rows, table_path)
-    best = best_row(spec, rows) if not unfinished else None
+    best = best_row(spec, rows) if not interrupted else None
     best_path = heat_path = None
     print(f"\n[chorus tune] results ({len(rows)} trials, {fit_s:.1f} s):", file=stream)
     print(format_table(rows), file=stream)
@@ -203,4 +209,4 @@ def _finish(spec, results, epochs, exp_dir, runs: SearchRuns, stream, fit_s, sta
         print(f"MLflow parent run {runs.run_id} ({runs.uri}, experiment {runs.experiment!r})", file=stream)
     stream.flush()
     return SearchOutcome(exp_dir, runs.run_id, rows, best, best_path, table_path, heat_path, fit_s, startup_s,
-                         interrupted=bool(unfinished))
+                         interrupted=interrupted)
