@@ -1,0 +1,107 @@
+"""Benchmark: throughput of ``chorus tune`` with 1 vs 2 concurrent trials, and Ray's start-up cost.
+
+Runs the quickstart search (``recipes/search/quickstart_gamma_alpha.yaml``: 3 x 3 grid over γ and
+α_init on N-Digits, 1 CPU and 1 thread per trial) twice in one process, each time on a fresh local Ray
+instance with 2 CPUs: once with ``max_concurrent=1``, once with ``max_concurrent=2``. Both runs use the
+FIFO scheduler, so that they do exactly the same work (ASHA's early stops depend on the order in which
+trials reach a rung, which concurrency changes). Printed: Ray start-up time, the search's wall time
+(Ray running, ``Tuner.fit``) and trials per hour for each, and the ratio of trials per hour.
+
+Bar (issue 6): 2 concurrent trials reach at least 1.6x the trials per hour of 1 on a 2-core machine.
+
+    .venv/bin/python bench/tune.py [--shards data/ndigits] [key=value ...]
+
+Extra ``key=value`` arguments override the search recipe (e.g. ``fixed.train.epochs=1`` for a quick
+look). The shards are made with ``chorus shard datasets/ndigits.yaml`` when the folder is missing.
+The load average is printed too: other people's processes on the shared machine slow both runs.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEARCH = os.path.join(ROOT, "recipes", "search", "quickstart_gamma_alpha.yaml")
+
+
+def ensure_shards(folder: str) -> str:
+    """The N-Digits shards at ``folder`` (made once if missing)."""
+    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+        from chorus.data import shard
+
+        print(f"sharding N-Digits into {folder} ...", flush=True)
+        shard(os.path.join(ROOT, "datasets", "ndigits.yaml"), None, folder, progress=False)
+    return os.path.abspath(folder)
+
+
+def ray_startup_seconds() -> float:
+    """Wall time of starting a local Ray instance the way ``chorus tune`` does (then shut down)."""
+    from chorus.tune.cluster import ray_session
+
+    with ray_session(num_cpus=2) as info:
+        return info["startup_s"]
+
+
+def one_search(concurrent: int, tmp: str, shards: str, extra: list[str]):
+    """Run the quickstart search with ``concurrent`` trials at a time; returns (outcome, wall_s, log)."""
+    from chorus.tune import load_search, run_search
+
+    spec = load_search(SEARCH, [f"max_concurrent={concurrent}", "scheduler.type=fifo",
+                                f"name=bench_{concurrent}_concurrent", f"storage_path={tmp}/tune",
+                                f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"fixed.data.shards={shards}",
+                                *extra])
+    log = io.StringIO()
+    t0 = time.perf_counter()
+    outcome = run_search(spec, num_cpus=2, stream=log)
+    return outcome, time.perf_counter() - t0, log.getvalue()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", default=os.path.join(ROOT, "data", "ndigits"))
+    parser.add_argument("overrides", nargs="*", help="search-recipe overrides (key=value)")
+    args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    shards = ensure_shards(args.shards)
+    tmp = tempfile.mkdtemp(prefix="chorus-bench-tune-")
+    try:
+        load0 = os.getloadavg()[0]
+        startup = ray_startup_seconds()
+        results = {}
+        for concurrent in (1, 2):
+            outcome, wall, log = one_search(concurrent, tmp, shards, args.overrides)
+            results[concurrent] = (outcome, wall, log)
+        load1 = os.getloadavg()[0]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print("\n=== chorus tune: quickstart search (FIFO, 1 CPU and 1 thread per trial, local Ray with 2 CPUs) ===")
+    print(f"Ray start-up (ray.init, local instance): {startup:.2f} s")
+    head = f"{'concurrent':>10}  {'trials':>6}  {'Ray start s':>11}  {'search s':>9}  {'wall s':>7}  {'trials/hour':>11}"
+    print(head)
+    print("-" * len(head))
+    tph = {}
+    for concurrent, (outcome, wall, _) in results.items():
+        n = len(outcome.rows)
+        tph[concurrent] = n / outcome.fit_s * 3600.0
+        print(f"{concurrent:>10}  {n:>6}  {outcome.ray_startup_s:>11.2f}  {outcome.fit_s:>9.1f}  {wall:>7.1f}  "
+              f"{tph[concurrent]:>11.1f}")
+    ratio = tph[2] / tph[1]
+    wall_ratio = results[1][1] / results[2][1]
+    print(f"trials/hour, 2 concurrent vs 1: {ratio:.2f}x (bar >= 1.6x: {'PASS' if ratio >= 1.6 else 'FAIL'}); "
+          f"end-to-end wall time incl. Ray start and reporting: {wall_ratio:.2f}x")
+    print(f"load average (1 min) before / after: {load0:.1f} / {load1:.1f} on {os.cpu_count()} CPUs")
+    print("\n--- search output, 2 concurrent ---")
+    log = results[2][2]
+    print(log[log.find("[chorus tune] results"):].rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
