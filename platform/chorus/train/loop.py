@@ -182,6 +182,7 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
             train_time += time.perf_counter() - epoch_t0
 
             # ---- epoch end: validation, α, diagnostics, checkpoint, hooks ------------------------------
+            setup.sync_buffers(raw)
             val = {}
             if components.check_split(recipe, manifest, "val"):
                 val_loader = components.make_loader(recipe, "val", train=False, rank=rank, world_size=world)

@@ -95,6 +95,16 @@ def uses_deepspeed(acc) -> bool:
     return acc.distributed_type == DistributedType.DEEPSPEED
 
 
+def sync_buffers(model) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank: each rank's last forward
+    updated them from its own batch, and evaluation and checkpoints must see one model."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for b in model.buffers():
+            dist.broadcast(b.data, src=0)
+
+
 def model_dtype(model) -> torch.dtype:
     """DeepSpeed bf16/fp16 casts the model; inputs must follow."""
     for p in model.parameters():
