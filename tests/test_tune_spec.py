@@ -122,3 +122,17 @@ def test_best_recipe_loads_as_a_recipe(tmp_path):
                              str(tmp_path / "best.yaml"))
     recipe = load_recipe(path)
     assert (recipe.loss.gamma, recipe.neuron.alpha_init, recipe.optim.lr, recipe.train.epochs) == (0.5, 0.8, 0.02, 2)
+
+
+@pytest.mark.parametrize("name", ["quickstart_gamma_alpha.yaml", "cifar10dvs_gamma_alpha.yaml"])
+def test_shipped_search_recipes_validate(name):
+    import os
+
+    from chorus.tune.space import num_trials
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = load_search(os.path.join(root, "recipes", "search", name))
+    base = check_against_base(spec)
+    assert set(spec.space) >= {"loss.gamma", "neuron.alpha_init"}
+    assert num_trials(spec) == {"quickstart_gamma_alpha.yaml": 9, "cifar10dvs_gamma_alpha.yaml": 36}[name]
+    assert spec.scheduler.type == "asha" and base.train.epochs >= 3

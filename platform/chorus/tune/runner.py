@@ -62,6 +62,11 @@ def _trainable(spec: SearchRecipe, ctx: dict):
     return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": res.cpus, "gpu": res.gpus})
 
 
+def _checkpoints_kept(spec: SearchRecipe) -> int:
+    """Ray checkpoints kept per trial: PBT clones other trials' recent checkpoints, so it keeps >= 4."""
+    return max(spec.checkpoint_keep, 4) if spec.scheduler.type == "pbt" else spec.checkpoint_keep
+
+
 def _dirname(trial) -> str:
     return trial.trial_id
 
@@ -148,7 +153,7 @@ def _fit(spec, ctx, exp_dir, epochs, uri, parent_id, resume, retry_failed):
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=spec.storage_path,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_keep),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_kept(spec)),
                 callbacks=[ChildRunCloser(uri, parent_id)], verbose=1),
         )
     return tuner.fit()
