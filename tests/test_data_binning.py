@@ -62,3 +62,23 @@ def test_spike_bins_equal_plain_loop():
         if 0 <= k < 10:
             expected[k, unit] += 1
     np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("mode,kw", [("count", "n_event_bins"), ("time", "n_time_bins")])
+def test_batch_of_uneven_samples_equals_tonic_per_sample(mode, kw, jit):
+    """Both the compiled (numba) and the numpy path, on compact shard dtypes, against tonic."""
+    from chorus.data import binning_jit
+    from chorus.data.binning import batch_event_frames
+
+    if jit and binning_jit.kernel() is None:
+        pytest.skip("numba not installed")
+    samples = [random_events(n, 128, 128, seed=n) for n in (3000, 2, 777, 10001)]
+    samples[1]["t"] = 5                                  # two events at one time: no time window
+    compact = [s.astype([("x", "u1"), ("y", "u1"), ("t", "<u4"), ("p", "u1")]) for s in samples]
+    out = batch_event_frames(compact, (128, 128, 2), 4, size=48, mode=mode, jit=jit)
+    assert out.shape == (4, 4, 2, 48, 48)
+    to_frame = tt.Compose([tt.Downsample(spatial_factor=48 / 128),
+                           tt.ToFrame(sensor_size=(48, 48, 2), **{kw: 4})])
+    for b, events in enumerate(samples):
+        np.testing.assert_array_equal(out[:, b], to_frame(events.copy()))

@@ -117,7 +117,7 @@ def test_corrupt_header_in_the_middle_is_not_a_silent_short_epoch(digits):
     with open(path, "r+b") as f:                 # scribble over the 4th member's header
         f.seek(members[3].offset)
         f.write(b"\xff" * 512)
-    with pytest.raises(DataError, match="tar ends early") as info:
+    with pytest.raises(DataError, match="corrupt tar header at byte") as info:
         list(make_loader(digits, "train", T=2, batch_size=2))
     assert path in str(info.value)
 
@@ -152,3 +152,13 @@ def test_missing_or_bad_shard_folder(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(DataError, match="manifest.json: not valid JSON"):
         make_loader(str(tmp_path), "train", T=2, batch_size=2)
+
+
+def test_numpy_path_without_numba_gives_the_same_errors(digits, monkeypatch):
+    from chorus.data import binning_jit
+
+    monkeypatch.setattr(binning_jit, "kernel", lambda: None)
+    path, samples = rewrite(digits, "train", outside)
+    with pytest.raises(DataError, match="events outside the 34x34 sensor") as info:
+        list(make_loader(digits, "train", T=2, batch_size=4))
+    assert path in str(info.value) and samples[2]["__key__"] in str(info.value)

@@ -126,3 +126,23 @@ def test_prebinned_frame_shards_equal_reader_binning(shards, tmp_path):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     with pytest.raises(ValueError, match="pre-binned at T=4"):
         make_loader(str(out), "test", T=5, size=16, batch_size=16)
+
+
+def test_tar_walker_equals_webdatasets_tarfile_expander(tmp_path):
+    """The fast member walker yields what webdataset's tarfile-based expander yields, on a tar in
+    webdataset's default (pax) format with a long member name, and skips what is not wanted."""
+    import webdataset as wds
+
+    from chorus.data.tarwalk import walk
+
+    path = str(tmp_path / "pax.tar")
+    long_key = "deep/" + "k" * 120
+    with wds.TarWriter(path) as writer:                  # default: pax headers, float mtimes
+        for key in ("a", long_key, "c"):
+            writer.write({"__key__": key, "txt": f"text of {key}" * 50, "cls": 3})
+    with open(path, "rb") as f:
+        expected = [(m["fname"], m["data"]) for m in wds.tariterators.tar_file_iterator(f)]
+    got = [(m["fname"], m["data"]) for m in walk(path, {0, 1, 2})]
+    assert got == expected and len(got) == 6
+    partial = [(m["fname"], m["data"]) for m in walk(path, {1})]
+    assert [d is None for _, d in partial] == [True, True, False, False, True, True]

@@ -176,7 +176,7 @@ def start_mlflow(home: Path, port: int, *, auth: bool = False, env: dict[str, st
     return Service(args, home.parent / f"{home.name}.log", env=child_env(**(env or {})))
 
 
-def small_shards(tmp_path_factory, samples: int = 240, shard_mb: float = 2.0) -> Path:
+def small_shards(tmp_path_factory, samples: int = 160, shard_mb: float = 1.5) -> Path:
     """Shards of the embedded N-Digits set cut to its first ``samples`` digits, made once per session
     with the real ``chorus shard`` (several small train shards, so that every reader has its own)."""
     out = tmp_path_factory.getbasetemp() / f"ndigits-{samples}-{shard_mb:g}mb"

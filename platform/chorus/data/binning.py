@@ -15,60 +15,103 @@ from __future__ import annotations
 
 import numpy as np
 
+from chorus.data import binning_jit
 
-def event_bins(t: np.ndarray, T: int, mode: str) -> np.ndarray:
-    """Frame index of each event (``-1`` = dropped), following tonic's slicers."""
-    n = len(t)
-    if mode == "count":
-        per_bin = n // T
-        if per_bin == 0:
-            return np.full(n, -1, dtype=np.int64)
-        index = np.arange(n, dtype=np.int64) // per_bin
-    elif mode == "time":
-        t = t.astype(np.int64)
-        window = (int(t[-1]) - int(t[0])) // T
-        if window == 0:
-            return np.full(n, -1, dtype=np.int64)
-        index = (t - t[0]) // window
-    else:
+
+def _lookup(n: int, size: int | None) -> np.ndarray:
+    """Coordinate map 0..n-1 → 0..size-1 as ``c·size // n`` (identity when not shrinking)."""
+    if size is None or size >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.arange(n, dtype=np.int64) * size // n
+
+
+def batch_event_frames(samples: list[np.ndarray], sensor_size, T: int, size: int | None = None,
+                       mode: str = "count", jit: bool = True, bad: list | None = None
+                       ) -> np.ndarray:
+    """Counts ``float32 [T, B, 2, S, S]`` of B event samples in one vectorised pass.
+
+    Each event gets the offset of its (frame, sample) slot (per-sample tonic conventions, see the
+    module docstring), plus its cell, the coordinates going through small lookup tables; dropped
+    events go to one spare slot; one ``bincount`` then writes the time-first batch. Events must lie
+    on the sensor (the numpy path trusts callers to have checked). With ``jit`` and numba installed,
+    the same counts come from one compiled pass per sample (:mod:`chorus.data.binning_jit`), which
+    checks the events itself: samples with events off the sensor add nothing and their positions
+    are appended to ``bad``."""
+    width, height = int(sensor_size[0]), int(sensor_size[1])
+    if mode not in ("count", "time"):
         raise ValueError(f"bin mode must be 'count' or 'time', got {mode!r}")
-    index[index >= T] = -1
-    return index
+    batch = len(samples)
+    lut_x = _lookup(width, size)
+    lut_y = _lookup(height, size)
+    out_w, out_h = int(lut_x[-1]) + 1, int(lut_y[-1]) + 1
+    compiled = binning_jit.kernel() if jit else None
+    if compiled is not None:
+        frames = np.zeros((T, batch, 2, out_h, out_w), dtype=np.float32)
+        for b, events in enumerate(samples):
+            first = compiled(events["x"], events["y"], events["t"], events["p"], lut_x, lut_y,
+                             frames, b, mode == "count")
+            if first >= 0:
+                if bad is None:
+                    raise ValueError(f"sample {b}: event {first} is off the sensor")
+                bad.append(b)
+        return upscale(frames, size)
+    cells = 2 * out_h * out_w
+    dropped = T * batch * cells                 # one extra bincount slot for dropped events
+    flat = np.empty(sum(len(e) for e in samples), dtype=np.int64)
+    start = 0
+    for b, events in enumerate(samples):
+        n = len(events)
+        part = flat[start:start + n]
+        if mode == "count":
+            per_bin = n // T
+            part[:] = dropped
+            if per_bin:
+                frames_of = np.repeat(np.arange(T, dtype=np.int64) * (batch * cells), per_bin)
+                part[:T * per_bin] = frames_of + b * cells
+        else:
+            t = events["t"].astype(np.int64)
+            window = (int(t[-1]) - int(t[0])) // T if n else 0
+            if window == 0:
+                part[:] = dropped
+            else:
+                frame = (t - t[0]) // window
+                part[:] = np.where(frame < T, frame * (batch * cells) + b * cells, dropped)
+        start += n
+    flat += lut_x[np.concatenate([e["x"] for e in samples])]
+    flat += lut_y[np.concatenate([e["y"] for e in samples])] * out_w
+    flat += np.concatenate([e["p"] for e in samples]).astype(np.int64) * (out_h * out_w)
+    np.minimum(flat, dropped, out=flat)
+    frames = np.bincount(flat, minlength=dropped + 1)[:dropped].astype(np.float32)
+    return upscale(frames.reshape(T, batch, 2, out_h, out_w), size)
+
+
+def upscale(frames: np.ndarray, size: int | None) -> np.ndarray:
+    """Nearest-neighbour growth of the last two axes to ``size`` (no-op when not larger)."""
+    height, width = frames.shape[-2:]
+    if size is None or (size <= height and size <= width):
+        return frames
+    rows = np.arange(size) * height // size if size > height else np.arange(height)
+    cols = np.arange(size) * width // size if size > width else np.arange(width)
+    flat = (rows[:, None] * width + cols[None, :]).reshape(-1)
+    lead = frames.shape[:-2]
+    return frames.reshape(-1, height * width)[:, flat].reshape(*lead, len(rows), len(cols))
 
 
 def events_to_frames(events: np.ndarray, sensor_size, T: int, size: int | None = None,
                      mode: str = "count") -> np.ndarray:
     """Counts ``float32 [T, 2, S, S]`` (``[T, 2, H, W]`` when ``size`` is None) from (x, y, t, p)."""
-    width, height = int(sensor_size[0]), int(sensor_size[1])
-    bins = event_bins(events["t"], T, mode)
-    keep = bins >= 0
-    x = events["x"][keep].astype(np.int64)
-    y = events["y"][keep].astype(np.int64)
-    p = (events["p"][keep].astype(np.int64) > 0).astype(np.int64)
-    b = bins[keep]
-    out_w, out_h = width, height
-    if size is not None and size < width:
-        x = x * size // width
-        out_w = size
-    if size is not None and size < height:
-        y = y * size // height
-        out_h = size
-    flat = ((b * 2 + p) * out_h + y) * out_w + x
-    frames = np.bincount(flat, minlength=T * 2 * out_h * out_w).astype(np.float32)
-    frames = frames.reshape(T, 2, out_h, out_w)
-    if size is not None and (size > out_w or size > out_h):
-        rows = np.arange(size) * out_h // size if size > out_h else np.arange(out_h)
-        cols = np.arange(size) * out_w // size if size > out_w else np.arange(out_w)
-        frames = frames[:, :, rows][:, :, :, cols]
-    return frames
+    return batch_event_frames([events], sensor_size, T, size, mode)[:, 0]
+
+
+def spike_indices(spikes: np.ndarray, T: int, duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per kept spike: its bin (bin k covers ``[k, k+1)·duration/T``; later spikes dropped), unit."""
+    bins = np.floor(spikes["t"].astype(np.float64) / duration * T).astype(np.int64)
+    keep = (bins >= 0) & (bins < T)
+    return bins[keep], spikes["unit"][keep].astype(np.int64)
 
 
 def spikes_to_bins(spikes: np.ndarray, channels: int, T: int, duration: float) -> np.ndarray:
-    """Spike counts ``float32 [T, channels]``: bin k covers ``[k, k+1)·duration/T``; later dropped."""
-    t = spikes["t"].astype(np.float64)
-    unit = spikes["unit"].astype(np.int64)
-    bins = np.floor(t / duration * T).astype(np.int64)
-    keep = (bins >= 0) & (bins < T)
-    flat = bins[keep] * channels + unit[keep]
-    counts = np.bincount(flat, minlength=T * channels).astype(np.float32)
-    return counts.reshape(T, channels)
+    """Spike counts ``float32 [T, channels]``."""
+    bins, units = spike_indices(spikes, T, duration)
+    counts = np.bincount(bins * channels + units, minlength=T * channels)
+    return counts.astype(np.float32).reshape(T, channels)

@@ -9,7 +9,7 @@ The rule that keeps DDP from hanging and evaluation exact (DESIGN.md "Shards", i
   within windows of whole batches (seeded by seed, epoch, rank, window) and cuts ``nb`` batches.
 - Evaluation: the stream is cut into ``world_size·nb`` batches with ``nb = ceil(N / (world_size·B))``
   whose sizes differ by at most one; rank r takes batches ``r·nb … (r+1)·nb − 1``. Every sample
-  is seen exactly once and every rank yields ``nb`` batches.
+  is seen exactly once and every rank yields ``nb`` batches (none for an empty split).
 
 Batch k of a rank is produced by DataLoader worker ``(k - start_batch) % workers``; the
 DataLoader's round-robin then returns batches in order k = start_batch, start_batch + 1, …
@@ -66,7 +66,9 @@ def rank_batches(counts: list[int], *, batch_size: int, rank: int = 0, world_siz
         return [(shard_ids[k * batch_size:(k + 1) * batch_size],
                  ordinals[k * batch_size:(k + 1) * batch_size]) for k in range(nb)]
     slots = world_size * nb
-    if total < slots or total == 0:
+    if total == 0:
+        return []                     # an empty split: no batches, on every rank alike
+    if total < slots:
         raise DataError(f"{total} samples cannot give every one of {world_size} ranks a sample",
                         where=where)
     sizes = [total // slots + (1 if j < total % slots else 0) for j in range(slots)]

@@ -8,8 +8,11 @@ uint8. Validation is shared by the writer (naming the raw file) and the reader (
 """
 from __future__ import annotations
 
+import ast
+import functools
 import io
 import json
+import re
 
 import numpy as np
 
@@ -49,24 +52,31 @@ def compact_events(events: np.ndarray, sensor_size, where: str) -> np.ndarray:
     return out
 
 
-def check_events(events: np.ndarray, sensor_size, *, where: str, key: str | None) -> None:
-    """Raise :class:`DataError` for missing fields, an empty stream or events outside the sensor."""
+def check_event_fields(events: np.ndarray, *, where: str, key: str | None) -> None:
+    """Raise :class:`DataError` for missing fields or an empty stream."""
     names = events.dtype.names or ()
     for field in ("x", "y", "t", "p"):
         if field not in names:
             raise DataError(f"events have no field {field!r} (fields: {names})", where=where, key=key)
     if len(events) == 0:
         raise DataError("empty event stream", where=where, key=key)
+
+
+def check_events(events: np.ndarray, sensor_size, *, where: str, key: str | None) -> None:
+    """Raise :class:`DataError` for missing fields, an empty stream or events outside the sensor."""
+    check_event_fields(events, where=where, key=key)
     width, height = int(sensor_size[0]), int(sensor_size[1])
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    bad = (x < 0) | (x >= width) | (y < 0) | (y >= height)
-    if bad.any():
+    x, y, p = events["x"], events["y"], events["p"]
+    inside = (int(x.max()) < width and int(y.max()) < height
+              and (x.dtype.kind == "u" or int(x.min()) >= 0)
+              and (y.dtype.kind == "u" or int(y.min()) >= 0))
+    if not inside:
+        x, y = x.astype(np.int64), y.astype(np.int64)
+        bad = (x < 0) | (x >= width) | (y < 0) | (y >= height)
         i = int(np.argmax(bad))
         raise DataError(f"{int(bad.sum())} events outside the {width}x{height} sensor "
                         f"(first: index {i}, x={int(x[i])}, y={int(y[i])})", where=where, key=key)
-    p = events["p"].astype(np.int64)
-    if ((p != 0) & (p != 1) & (p != -1)).any():
+    if int(p.max()) > 1 or int(p.min()) < -1:
         raise DataError(f"polarity values {np.unique(p)[:5].tolist()} are not 0/1",
                         where=where, key=key)
 
@@ -104,6 +114,39 @@ def encode(kind: str, payload: np.ndarray, label: int, meta: dict) -> dict[str, 
             "json": json.dumps(meta, sort_keys=True).encode()}
 
 
+_SHAPE = re.compile(r"'shape':\s*\(([^)]*)\)")
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(descr: str) -> np.dtype:
+    return np.lib.format.descr_to_dtype(ast.literal_eval(descr))
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    """A read-only array over the bytes of an ``.npy`` file (format 1.0/2.0, C order).
+
+    The same result as ``np.load`` without parsing the whole header each time: the dtype text is
+    cached and the shape read with a regular expression; anything unusual goes to ``np.load``."""
+    if data[:6] != b"\x93NUMPY" or data[6] not in (1, 2):
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    if data[6] == 1:
+        length, start = int.from_bytes(data[8:10], "little"), 10
+    else:
+        length, start = int.from_bytes(data[8:12], "little"), 12
+    header = data[start:start + length].decode("latin1")
+    shape = _SHAPE.search(header)
+    if "'fortran_order': False" not in header or shape is None or "'descr': " not in header:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    descr = header.split("'descr': ", 1)[1].split(", 'fortran_order'", 1)[0]
+    dims = tuple(int(d) for d in shape.group(1).replace(" ", "").split(",") if d)
+    dtype = _dtype(descr)
+    count = int(np.prod(dims)) if dims else 1
+    if dtype.hasobject or len(data) < start + length + count * dtype.itemsize:
+        return np.load(io.BytesIO(data), allow_pickle=False)     # raises its own clear error
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=start + length)
+    return array.reshape(dims)
+
+
 def decode(kind: str, sample: dict, *, where: str) -> tuple[np.ndarray, int]:
     """Payload array and label of a sample read back from a shard; names shard and key on errors."""
     key = str(sample.get("__key__", "?"))
@@ -113,7 +156,7 @@ def decode(kind: str, sample: dict, *, where: str) -> tuple[np.ndarray, int]:
             present = sorted(k for k in sample if not k.startswith("__"))
             raise DataError(f"missing key {needed!r} (has {present})", where=where, key=key)
     try:
-        payload = np.load(io.BytesIO(sample[payload_key]), allow_pickle=False)
+        payload = load_npy(sample[payload_key])
     except Exception as exc:  # numpy raises several types for broken .npy bytes
         raise DataError(f"{payload_key} is not a readable .npy array ({exc})",
                         where=where, key=key) from exc

@@ -1,21 +1,24 @@
-"""One decoded sample → the model's per-sample input (DESIGN.md "Shards": binning in the reader).
+"""Decoded samples → one batch tensor (DESIGN.md "Shards": binning happens in the reader).
 
-Events → ``[T, 2, S, S]`` frames (tonic's ToFrame conventions, :mod:`chorus.data.binning`);
-pre-binned frames are checked against the requested T and size; SHD spikes → ``[T, channels]``;
-points → the first ``size`` points ``[N, 3]``. Validation errors name the shard and the sample key.
+Vectorised per batch: the events of all samples are binned together
+(:func:`chorus.data.binning.batch_event_frames`), one ``bincount`` writing the ``[T, B, 2, h, w]``
+counts directly, time first. Spikes are binned the same way into
+``[T, B, channels]``; pre-binned frames are checked against T and size and stacked; points keep their
+first ``N`` points ``[B, N, 3]``. Augmentation (train only) is drawn per sample. Validation errors
+name the shard and the sample key.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from chorus.data import records
+from chorus.data import binning_jit, records
 from chorus.data.augment import augment_frames, augment_points
-from chorus.data.binning import events_to_frames, spikes_to_bins
+from chorus.data.binning import batch_event_frames, spike_indices
 from chorus.data.errors import DataError
 
 
-class SampleTransform:
-    """Callable ``(payload, rng, where, key) -> float32 array`` for one shard set and recipe."""
+class BatchBuilder:
+    """``prepare(payload, seed, where, key)`` per sample, then ``collate(prepared)``."""
 
     def __init__(self, manifest: dict, T: int, size: int | None, bins: str, augment: dict | None):
         self.kind = manifest["kind"]
@@ -26,6 +29,8 @@ class SampleTransform:
         self.augment = augment
         self.frames = manifest.get("frames")
         self.duration = float((manifest.get("options") or {}).get("duration", 1.0))
+        if bins not in ("count", "time"):
+            raise DataError(f"bins must be 'count' or 'time', got {bins!r}")
         if self.kind == "frames" and self.frames:
             if self.T != self.frames["T"] or (size is not None and size != self.frames["size"]):
                 raise DataError(f"shards are pre-binned at T={self.frames['T']}, size="
@@ -33,31 +38,61 @@ class SampleTransform:
                                 where=manifest.get("folder"))
         if self.kind == "points":
             self.num_points = int(size or manifest.get("num_points") or 1024)
+        self.jit = binning_jit.kernel() is not None
 
-    def __call__(self, payload: np.ndarray, rng: np.random.Generator, where: str,
-                 key: str) -> np.ndarray:
+    def prepare(self, payload: np.ndarray, seed: tuple, where: str, key: str):
+        """Validate one sample and reduce it to what :meth:`collate` needs; ``seed`` seeds its
+        augmentation draws (a generator is made only when augmenting)."""
         if self.kind == "events":
-            records.check_events(payload, self.sensor, where=where, key=key)
-            out = events_to_frames(payload, self.sensor, self.T, self.size, self.bins)
-            if self.augment:
-                out = augment_frames(out, rng, self.augment)
-        elif self.kind == "frames":
+            if self.jit:                    # the compiled pass checks coordinates and polarity
+                records.check_event_fields(payload, where=where, key=key)
+            else:
+                records.check_events(payload, self.sensor, where=where, key=key)
+            return payload, seed, where, key
+        if self.kind == "frames":
             if payload.ndim != 4 or payload.shape[0] != self.T or payload.shape[1] != 2:
                 raise DataError(f"frames have shape {payload.shape}, expected [{self.T}, 2, S, S]",
                                 where=where, key=key)
-            out = payload.astype(np.float32)
-            if self.augment:
-                out = augment_frames(out, rng, self.augment)
-        elif self.kind == "spikes":
+            return payload, seed
+        if self.kind == "spikes":
             channels = int(self.sensor[0])
             records.check_spikes(payload, channels, where=where, key=key)
-            out = spikes_to_bins(payload, channels, self.T, self.duration)
+            return spike_indices(payload, self.T, self.duration)
+        records.check_points(payload, where=where, key=key)
+        if len(payload) < self.num_points:
+            raise DataError(f"{len(payload)} points, fewer than the {self.num_points} asked",
+                            where=where, key=key)
+        points = payload[:self.num_points, :3].astype(np.float32)
+        if self.augment:
+            points = augment_points(points, np.random.default_rng(seed), self.augment)
+        return points
+
+    def collate(self, prepared: list) -> tuple[np.ndarray, list]:
+        """The batch (``[T, B, 2, S, S]``, ``[T, B, channels]`` or ``[B, N, 3]`` float32) and the
+        bad samples found while binning, as ``(position, DataError)``."""
+        batch = len(prepared)
+        bad: list = []
+        if self.kind == "points":
+            return np.stack(prepared).astype(np.float32, copy=False), bad
+        if self.kind == "spikes":
+            channels = int(self.sensor[0])
+            flat = np.concatenate([bins * (batch * channels) + b * channels + units
+                                   for b, (bins, units) in enumerate(prepared)])
+            counts = np.bincount(flat, minlength=self.T * batch * channels)
+            return counts.astype(np.float32).reshape(self.T, batch, channels), bad
+        if self.kind == "frames":
+            out = np.stack([frames for frames, _ in prepared], axis=1).astype(np.float32)
         else:
-            records.check_points(payload, where=where, key=key)
-            if len(payload) < self.num_points:
-                raise DataError(f"{len(payload)} points, fewer than the {self.num_points} asked",
-                                where=where, key=key)
-            out = payload[:self.num_points, :3].astype(np.float32)
-            if self.augment:
-                out = augment_points(out, rng, self.augment)
-        return np.ascontiguousarray(out, dtype=np.float32)
+            positions: list = []
+            out = batch_event_frames([item[0] for item in prepared], self.sensor, self.T,
+                                     self.size, self.bins, jit=self.jit, bad=positions)
+            for b in positions:
+                events, _, where, key = prepared[b]
+                try:
+                    records.check_events(events, self.sensor, where=where, key=key)
+                except DataError as error:
+                    bad.append((b, error))
+        if self.augment:
+            for b, item in enumerate(prepared):
+                out[:, b] = augment_frames(out[:, b], np.random.default_rng(item[1]), self.augment)
+        return out, bad

@@ -13,6 +13,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import tarfile
 
 import numpy as np
 
@@ -80,8 +81,9 @@ class _ShardFile:
         self.path = os.path.join(folder, name)
         self.name = name
         self.stream = open(self.path + ".tmp", "wb")
-        self.tar = wds.TarWriter(self.stream, encoder=False, mtime=0.0, user="chorus",
+        self.tar = wds.TarWriter(self.stream, encoder=False, mtime=0, user="chorus",
                                  group="chorus", mode=0o444)
+        self.tar.tarstream.format = tarfile.USTAR_FORMAT    # plain 512-byte headers, no pax
         self.count = 0
         self.size = 0
 

@@ -1,0 +1,257 @@
+"""Benchmark: raw files through tonic's dataset + ToFrame vs Chorus shards through the reader.
+
+Both pipelines produce ready ``[T, B, 2, 48, 48]`` float tensors with 2 workers (tonic: the usual
+torch DataLoader with 2 worker processes; chorus: ``make_loader(workers=2)``, 2 reader threads); one
+pass over the data per round, rounds interleaved, medians reported (noisy VM).
+
+- tonic (the usual way): tonic's own dataset classes (``NMNIST`` for N-Digits written as N-MNIST
+  ``.bin`` files, ``CIFAR10DVS`` for AEDAT4 files written by dv-processing) with
+  ``Downsample`` + ``ToFrame(n_event_bins=T)`` in the workers; N-Digits frames (34×34) are resized to
+  48×48 (nearest) after collation, as a user would.
+- chorus: ``chorus.data.make_loader`` on the shard set, and on pre-binned frame shards
+  (``--frames T --size 48``).
+
+Datasets: N-Digits (embedded, 1797 samples, ~6.5k events each) and a CIFAR10-DVS-sized synthetic set
+(``--cifar-samples`` recordings of ``--events`` events on a 128×128 sensor, AEDAT4). Bar (issue 3):
+the reader is at least 5× faster. Also prints bytes per event: shards vs the raw files.
+
+    .venv/bin/python bench/data.py [--rounds 5] [--T 10] [--cifar-samples 80] [--events 200000]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import interleaved_medians, print_table  # noqa: E402
+
+from chorus.data import make_loader, read_manifest, shard  # noqa: E402
+from chorus.data.cards import load_card  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck"]
+
+
+def one_split_card(name):
+    """The dataset card with every sample in ``train``: one loader covers the same samples as tonic."""
+    card = load_card(os.path.join(ROOT, "datasets", name))
+    card["split"] = {"policy": "1:0-first", "seed": 0, "val_fraction": 0.0}
+    return {k: v for k, v in card.items() if not k.startswith("_")}
+
+
+def shard_samples(folder):
+    """(events, label) of every sample of every split, read from the tars."""
+    manifest = read_manifest(folder)
+    for info in manifest["splits"].values():
+        for name in info["shards"]:
+            members = {}
+            with tarfile.open(os.path.join(folder, name)) as tar:
+                for m in tar:
+                    key, ext = m.name.split(".", 1)
+                    members.setdefault(key, {})[ext] = tar.extractfile(m).read()
+            for files in members.values():
+                yield np.load(io.BytesIO(files["events.npy"])), int(files["cls"])
+
+
+def write_nmnist_bin(path, events):
+    """N-MNIST 40-bit events (the format tonic's NMNIST reads)."""
+    raw = np.zeros((len(events), 5), dtype=np.uint8)
+    t = events["t"].astype(np.int64)
+    raw[:, 0], raw[:, 1] = events["x"], events["y"]
+    raw[:, 2] = (events["p"].astype(np.int64) << 7) | ((t >> 16) & 0x7F)
+    raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+    with open(path, "wb") as f:
+        f.write(raw.tobytes())
+
+
+def synthetic_recording(rng, n):
+    """A CIFAR10-DVS-sized recording: a moving blob of activity plus background, 1.3 s."""
+    t = np.sort(rng.integers(0, 1_300_000, n))
+    cx = 64 + 30 * np.sin(t / 2e5 + rng.uniform(0, 6))
+    cy = 64 + 30 * np.cos(t / 3e5 + rng.uniform(0, 6))
+    x = np.clip(np.round(cx + rng.normal(0, 18, n)), 0, 127).astype(np.int64)
+    y = np.clip(np.round(cy + rng.normal(0, 18, n)), 0, 127).astype(np.int64)
+    return x, y, t, rng.integers(0, 2, n)
+
+
+def write_aedat4(path, x, y, t, p):
+    import dv_processing as dv
+
+    store = dv.EventStore()
+    for e in zip(t.tolist(), x.tolist(), y.tolist(), (p > 0).tolist()):
+        store.push_back(*e)
+    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.EventOnlyConfig(
+        "DVS128", (128, 128)))
+    writer.writeEvents(store)
+    del writer
+
+
+def tonic_loader(dataset, T, batch):
+    return torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=2, shuffle=False)
+
+
+def tonic_pass(dataset, batch, resize):
+    def run():
+        n = 0
+        for frames, _ in tonic_loader(dataset, None, batch):
+            x = frames.float().transpose(0, 1)              # [T, B, 2, H, W]
+            if resize:
+                x = torch.nn.functional.interpolate(x.flatten(0, 1), size=(48, 48),
+                                                    mode="nearest").unflatten(0, x.shape[:2])
+            n += x.shape[1]
+        return n
+    return run
+
+
+def chorus_pass(folder, T, batch):
+    def run():
+        n = 0
+        for x, _ in make_loader(folder, "train", T=T, size=48, batch_size=batch, workers=2):
+            n += x.shape[1]
+        return n
+    return run
+
+
+def folder_bytes(folder, suffix):
+    total = 0
+    for root, _, files in os.walk(folder):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files if f.endswith(suffix))
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--T", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--cifar-samples", type=int, default=80)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--workdir", help="keep the generated files here (default: a temp folder)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    import tonic
+    import tonic.transforms as tt
+
+    work = args.workdir or tempfile.mkdtemp(prefix="chorus-bench-data-")
+    os.makedirs(work, exist_ok=True)
+    T, B = args.T, args.batch
+    setup = []
+
+    # N-Digits: shards (embedded generator), raw N-MNIST .bin files, pre-binned frames
+    start = time.perf_counter()
+    nd_shards = os.path.join(work, "ndigits")
+    nd_card = one_split_card("ndigits.yaml")
+    shard(nd_card, None, nd_shards, workers=2, progress=False)
+    setup.append(("shard N-Digits (generate + write)", time.perf_counter() - start))
+    nd_raw = os.path.join(work, "raw_nmnist")
+
+    # tonic's own classes, told that the files are present (they never download then); tonic
+    # names the data folder after the class, hence the same class names
+    NDigitsAsNMNIST = type("NMNIST", (tonic.datasets.NMNIST,), {"_check_exists": lambda s: True})
+    train_dir = os.path.join(nd_raw, "NMNIST", NDigitsAsNMNIST.train_folder)
+    if not os.path.isdir(train_dir):
+        counts = {}
+        for events, label in shard_samples(nd_shards):
+            folder = os.path.join(train_dir, str(label))
+            os.makedirs(folder, exist_ok=True)
+            counts[label] = counts.get(label, 0) + 1
+            write_nmnist_bin(os.path.join(folder, f"{counts[label]:05d}.bin"), events)
+    nd_tonic = NDigitsAsNMNIST(nd_raw, train=True,
+                               transform=tt.ToFrame(sensor_size=(34, 34, 2), n_event_bins=T))
+    start = time.perf_counter()
+    nd_frames = os.path.join(work, f"ndigits_frames_T{T}")
+    shard(nd_card, None, nd_frames, workers=2, frames=T, size=48, progress=False)
+    setup.append((f"shard N-Digits pre-binned T={T} 48x48", time.perf_counter() - start))
+
+    # CIFAR10-DVS-sized synthetic set: AEDAT4 files, shards, pre-binned frames
+    SyntheticCIFAR10DVS = type("CIFAR10DVS", (tonic.datasets.CIFAR10DVS,),
+                               {"_check_exists": lambda s: True})
+
+    c_raw = os.path.join(work, "raw_cifar")
+    class_root = os.path.join(c_raw, "CIFAR10DVS", SyntheticCIFAR10DVS.folder_name)
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    for i in range(args.cifar_samples):
+        cls = CIFAR_CLASSES[i % 10]
+        path = os.path.join(class_root, cls, f"cifar10_{cls}_{i // 10}.aedat4")
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_aedat4(path, *synthetic_recording(rng, args.events))
+    setup.append((f"write {args.cifar_samples} AEDAT4 files (dv-processing)",
+                  time.perf_counter() - start))
+    c_tonic = SyntheticCIFAR10DVS(c_raw, transform=tt.Compose([
+        tt.Downsample(spatial_factor=48 / 128),
+        tt.ToFrame(sensor_size=(48, 48, 2), n_event_bins=T)]))
+    card = one_split_card("cifar10dvs.yaml")
+    c_shards = os.path.join(work, "cifar_shards")
+    start = time.perf_counter()
+    shard(card, class_root, c_shards, workers=2, progress=False)
+    setup.append(("shard CIFAR10-DVS-sized (read AEDAT4 + write)", time.perf_counter() - start))
+    c_frames = os.path.join(work, f"cifar_frames_T{T}")
+    start = time.perf_counter()
+    shard(card, class_root, c_frames, workers=2, frames=T, size=48, progress=False)
+    setup.append((f"shard CIFAR10-DVS-sized pre-binned T={T} 48x48", time.perf_counter() - start))
+
+    cands = {
+        "N-Digits tonic NMNIST+ToFrame": tonic_pass(nd_tonic, B, resize=True),
+        "N-Digits chorus shards": chorus_pass(nd_shards, T, B),
+        "N-Digits chorus frame shards": chorus_pass(nd_frames, T, B),
+        "CIFAR-sized tonic CIFAR10DVS+ToFrame": tonic_pass(c_tonic, B, resize=False),
+        "CIFAR-sized chorus shards": chorus_pass(c_shards, T, B),
+        "CIFAR-sized chorus frame shards": chorus_pass(c_frames, T, B),
+    }
+    counts = {name: fn() for name, fn in cands.items()}       # also checks equal sample counts
+    assert counts["N-Digits tonic NMNIST+ToFrame"] == counts["N-Digits chorus shards"]
+    assert counts["CIFAR-sized tonic CIFAR10DVS+ToFrame"] == counts["CIFAR-sized chorus shards"]
+    medians = interleaved_medians(cands, rounds=args.rounds, warmup=1)
+
+    print(f"\nsetup (one-off), workdir {work}")
+    for name, seconds in setup:
+        print(f"  {name}: {seconds:.1f} s")
+    print(f"\nsamples/s to ready [T={T}, B={B}, 2, 48, 48] float tensors, 2 workers each, "
+          f"median of {args.rounds} passes")
+    rows = []
+    for dataset, peer in (("N-Digits", "N-Digits tonic NMNIST+ToFrame"),
+                          ("CIFAR-sized", "CIFAR-sized tonic CIFAR10DVS+ToFrame")):
+        base = counts[peer] / medians[peer]
+        for name in cands:
+            if name.startswith(dataset):
+                rate = counts[name] / medians[name]
+                rows.append([name, counts[name], f"{medians[name]:.3f}", f"{rate:.0f}",
+                             f"{rate / base:.1f}x"])
+    print_table(["pipeline", "samples", "pass s", "samples/s", "vs tonic"], rows)
+
+    print("\nstorage, bytes per event")
+    rows = []
+    for name, folder, raw_folder, suffix in (("N-Digits", nd_shards, nd_raw, ".bin"),
+                                             ("CIFAR-sized", c_shards, c_raw, ".aedat4")):
+        stats = read_manifest(folder)["stats"]
+        shard_total = sum(sum(i["bytes"]) for i in read_manifest(folder)["splits"].values())
+        rows.append([name, stats["events"], f"{stats['bytes_per_event']:.2f}",
+                     f"{shard_total / stats['events']:.2f}",
+                     f"{folder_bytes(raw_folder, suffix) / stats['events']:.2f} ({suffix})", "13"])
+    print_table(["dataset", "events", "payload", "shard files", "raw files", "tonic in memory"],
+                rows)
+    ratios = {d: (counts[c] / medians[c]) / (counts[p] / medians[p]) for d, c, p in (
+        ("N-Digits", "N-Digits chorus shards", "N-Digits tonic NMNIST+ToFrame"),
+        ("CIFAR-sized", "CIFAR-sized chorus shards", "CIFAR-sized tonic CIFAR10DVS+ToFrame"))}
+    verdict = all(r >= 5 for r in ratios.values())
+    print("\nbar: chorus event shards >= 5x tonic on both: "
+          + ("PASS" if verdict else "FAIL") + " " + json.dumps({k: round(v, 1)
+                                                               for k, v in ratios.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
