@@ -35,13 +35,14 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return (digits.images / 16.0).astype(np.float64), digits.target.astype(np.int64)
 
 
-def _render(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Log intensity seen by the 34×34 sensor when the upscaled digit is displaced by ``shift``."""
+def _render(image: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Log intensity ``[S, 34, 34]`` seen by the sensor when the upscaled digit is displaced by
+    each of ``shifts`` ``[S, 2]`` (x, y in pixels), bilinear interpolation."""
     centre = (SENSOR - 1) / 2.0
     img_centre = (image.shape[0] - 1) / 2.0
     coords = np.arange(SENSOR, dtype=np.float64)
-    rows = (coords[:, None] - centre - shift[1]) / SCALE + img_centre
-    cols = (coords[None, :] - centre - shift[0]) / SCALE + img_centre
+    rows = (coords[None, :, None] - centre - shifts[:, 1, None, None]) / SCALE + img_centre
+    cols = (coords[None, None, :] - centre - shifts[:, 0, None, None]) / SCALE + img_centre
     rows, cols = np.broadcast_arrays(rows, cols)
     ink = map_coordinates(image, [rows, cols], order=1, mode="constant", cval=0.0)
     return np.log(BACKGROUND + np.clip(ink, 0.0, 1.0))
@@ -53,34 +54,34 @@ def generate_sample(image: np.ndarray, seed: int, index: int) -> np.ndarray:
     corners = CORNERS + rng.normal(0.0, 0.3, size=CORNERS.shape)
     corners[-1] = corners[0]
     threshold = THRESHOLD * (1.0 + THRESHOLD_MISMATCH * rng.standard_normal((SENSOR, SENSOR)))
-    reference = _render(image, corners[0])
+    fractions = np.arange(1, STEPS_PER_SACCADE + 1) / STEPS_PER_SACCADE
+    path = np.concatenate([corners[:1]] + [corners[leg] + (corners[leg + 1] - corners[leg])
+                                           * fractions[:, None] for leg in range(3)])
+    levels = _render(image, path)                  # the start, then every step of the saccades
+    reference = levels[0]
     dt = SACCADE_US / STEPS_PER_SACCADE
     xs, ys, ts, ps = [], [], [], []
-    step = 0
-    for leg in range(3):
-        for k in range(1, STEPS_PER_SACCADE + 1):
-            step += 1
-            position = corners[leg] + (corners[leg + 1] - corners[leg]) * (k / STEPS_PER_SACCADE)
-            level = _render(image, position)
-            crossings = np.trunc((level - reference) / threshold).astype(np.int64)
-            reference = reference + crossings * threshold
-            rows, cols = np.nonzero(crossings)
-            if rows.size == 0:
-                continue
-            counts = np.abs(crossings[rows, cols])
-            polarity = (crossings[rows, cols] > 0).astype(np.uint8)
-            rows = np.repeat(rows, counts)
-            cols = np.repeat(cols, counts)
-            polarity = np.repeat(polarity, counts)
-            # the j-th of n crossings in this step happens at fraction (j+1)/(n+1) of the step
-            order = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
-            frac = (order + 1) / np.repeat(counts + 1, counts)
-            start = (step - 1) * dt
-            times = start + frac * dt + rng.uniform(-0.1, 0.1, size=rows.size) * dt
-            xs.append(cols)
-            ys.append(rows)
-            ts.append(times)
-            ps.append(polarity)
+    for step in range(1, len(path)):
+        level = levels[step]
+        crossings = np.trunc((level - reference) / threshold).astype(np.int64)
+        reference = reference + crossings * threshold
+        rows, cols = np.nonzero(crossings)
+        if rows.size == 0:
+            continue
+        counts = np.abs(crossings[rows, cols])
+        polarity = (crossings[rows, cols] > 0).astype(np.uint8)
+        rows = np.repeat(rows, counts)
+        cols = np.repeat(cols, counts)
+        polarity = np.repeat(polarity, counts)
+        # the j-th of n crossings in this step happens at fraction (j+1)/(n+1) of the step
+        order = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        frac = (order + 1) / np.repeat(counts + 1, counts)
+        start = (step - 1) * dt
+        times = start + frac * dt + rng.uniform(-0.1, 0.1, size=rows.size) * dt
+        xs.append(cols)
+        ys.append(rows)
+        ts.append(times)
+        ps.append(polarity)
     duration = 3 * SACCADE_US
     n_noise = rng.poisson(NOISE_RATE_HZ * SENSOR * SENSOR * duration * 1e-6)
     xs.append(rng.integers(0, SENSOR, n_noise))
