@@ -64,8 +64,8 @@ def kernel():
 
 
 def warm_up(sensor_size) -> None:
-    """Compile (or load) the kernel for the shard dtypes of this sensor in this process, so that
-    DataLoader workers forked from it start with the compiled code instead of loading it again."""
+    """Compile (or load) the kernel for the shard dtypes of this sensor before the reader threads
+    start, so that they do not all compile it at once (and any process forked later inherits it)."""
     import numpy as np
 
     from chorus.data.records import event_dtype
