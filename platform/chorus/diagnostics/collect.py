@@ -1,9 +1,9 @@
 """``collect``: every ensemble diagnostic of a model on a fixed list of validation batches.
 
-One forward pass per batch, with the hooks of :mod:`chorus.diagnostics.capture`, gives the
-per-timestep accuracy, the initial-state statistics of the chosen layers, firing rates and synaptic
-operations; on the first ``grad_samples`` samples the pass keeps its graph and T + 1 backward passes
-give the temporal gradient flow. The model is put in eval mode and restored, parameter gradients are
+One forward pass per batch without gradients, with the hooks of :mod:`chorus.diagnostics.capture`,
+gives the per-timestep accuracy, the initial-state statistics of the chosen layers, firing rates and
+synaptic operations; on the first ``grad_samples`` samples one more forward and backward pass (over
+T + 1 stacked copies of them, :mod:`chorus.diagnostics.gradflow`) gives the temporal gradient flow. The model is put in eval mode and restored, parameter gradients are
 never touched (``torch.autograd.grad`` on layer inputs only), and the random number generators are
 forked, so a training run is not perturbed by being diagnosed. See docs/architecture.md
 ("Diagnostics") for how the training loop calls it.
@@ -80,7 +80,8 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     batch; default CE of the mean output) whose gradient per timestep is reported. ``layers``: names
     (or ``(name, LIF)`` pairs) of the spiking layers whose membrane statistics and gradient flow are
     measured (default: all); firing rates and energy always cover the whole model. ``grad_samples``:
-    samples used for the gradient flow (0 turns it off; T + 1 backward passes over them). ``max_values``: subsample size per layer and
+    samples used for the gradient flow (0 turns it off; it costs a forward and backward pass over
+    T + 1 copies of them). ``max_values``: subsample size per layer and
     timestep for the Wasserstein distance and the histograms. ``render=False`` skips the figures;
     otherwise ``figures`` holds the per-epoch set (accuracy, μ/σ, membrane histograms, gradient
     flow, firing rates): ``chorus report`` draws the rest (gaps, α, synaptic operations) from the
@@ -94,15 +95,15 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     device = _device(model)
     was_training = model.training
     gen = torch.Generator().manual_seed(seed)
-    per_batch = max(1, max_values // (len(batches) + 1))  # + 1: the batch split for the gradient pass
+    per_batch = max(1, max_values // len(batches))
     acc = {(n, kind): MembraneAccumulator(per_batch, gen) for n in chosen_names for kind in names.MEMBRANE_KINDS}
     accuracy, firing, ops = AccuracyCounter(), FiringCounter(), OpsCounter()
     grads = GradFlowAccumulator(loss_fn)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     state = {"T": 0}
 
-    def measure(x, y, want_grad: bool) -> None:
-        with torch.enable_grad() if want_grad else torch.no_grad():
+    def measure(x, y) -> None:
+        with torch.no_grad():
             logits = model(x)
             if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
                 raise ValueError("the model must return per-timestep logits [T, B, classes]; got "
@@ -115,8 +116,19 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
             for n, r in records.items():
                 acc[n, "v_prev"].update(r.v_prev)
                 acc[n, "h_tilde"].update(r.h_tilde)
-            if want_grad:
+
+    def gradient_pass(x, y) -> None:
+        """T + 1 copies of the samples in one forward/backward (gradflow.GradFlowAccumulator.update)."""
+        dim = batch_dim(x, y.shape[0])
+        xs = torch.cat([x] * (state["T"] + 1), dim)
+        ops.paused = True
+        try:
+            with torch.enable_grad():
+                logits = model(xs)
+                records, _ = rec.take()
                 grads.update(logits, y, {n: r.x_parts for n, r in records.items()})
+        finally:
+            ops.paused = False
 
     model.eval()
     try:
@@ -127,16 +139,11 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
                 if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
                     raise ValueError(f"batch {i} must be an (x, y) pair; got {type(batch).__name__}")
                 x, y = batch[0].to(device), batch[1].to(device)
-                B = y.shape[0]
-                k = min(grad_left, B)
-                grad_left -= k
-                if 0 < k < B:
-                    # Only the first k samples keep a graph (eval mode: samples are independent).
-                    dim = batch_dim(x, B)
-                    measure(x.narrow(dim, 0, k), y[:k], True)
-                    measure(x.narrow(dim, k, B - k), y[k:], False)
-                else:
-                    measure(x, y, k > 0)
+                measure(x, y)
+                k = min(grad_left, y.shape[0])
+                if k > 0:
+                    grad_left -= k
+                    gradient_pass(x.narrow(batch_dim(x, y.shape[0]), 0, k), y[:k])
     finally:
         model.train(was_training)
     T = state["T"]

@@ -37,24 +37,27 @@ def dense_macs(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
     return out.numel() * fan_in
 
 
-def event_ops(module: nn.Module, x: torch.Tensor) -> int:
-    """(nonzero input, connected output) pairs: the synaptic events triggered by the nonzero inputs."""
-    mask = (x.detach() != 0).to(torch.float32)
+def count_events(module: nn.Module, x: torch.Tensor) -> tuple[int, bool]:
+    """(synaptic events, whether ``x`` is binary): the (nonzero input, connected output) pairs."""
+    x = x.detach()
+    nnz = int(torch.count_nonzero(x).item())
+    binary = nnz == int(torch.count_nonzero(x == 1).item())
     if isinstance(module, nn.Linear):
-        return int(mask.sum().item()) * module.out_features
+        return nnz * module.out_features, binary
     # Every output channel of a group sees the same inputs: count on the mask summed over the input
     # channels of each group, with one all-ones filter per group, then multiply by its output channels.
     g = module.groups
+    mask = x.float() if binary else (x != 0).float()
     mask_g = mask.unflatten(1, (g, module.in_channels // g)).sum(2)
-    ones = torch.ones((g, 1, *module.kernel_size), dtype=torch.float32, device=mask.device)
-    with torch.autocast(device_type=mask.device.type, enabled=False):
+    ones = torch.ones((g, 1, *module.kernel_size), dtype=torch.float32, device=x.device)
+    with torch.autocast(device_type=x.device.type, enabled=False):
         counts = module._conv_forward(mask_g, ones, None)
-    return int(round(counts.sum(dtype=torch.float64).item())) * (module.out_channels // g)
+    return int(round(counts.sum(dtype=torch.float64).item())) * (module.out_channels // g), binary
 
 
-def is_binary(x: torch.Tensor) -> bool:
-    x = x.detach()
-    return bool(((x == 0) | (x == 1)).all().item())
+def event_ops(module: nn.Module, x: torch.Tensor) -> int:
+    """Synaptic events triggered by the nonzero inputs ``x`` of ``module``."""
+    return count_events(module, x)[0]
 
 
 @dataclass
@@ -73,9 +76,12 @@ class OpsCounter:
 
     layers: dict[str, LayerOps] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    paused: bool = False  # True during extra passes that are not inferences (the gradient pass)
 
     def hook(self, name: str):
         def fn(module, args, out):
+            if self.paused:
+                return
             x = args[0]
             if name not in self.layers:
                 self.layers[name] = LayerOps(first=not self.order)
@@ -85,10 +91,12 @@ class OpsCounter:
             rec.dense += dense
             if rec.first:
                 rec.mac += dense
-            elif is_binary(x):
-                rec.ac += event_ops(module, x)
+                return
+            ops, binary = count_events(module, x)
+            if binary:
+                rec.ac += ops
             else:
-                rec.mac += event_ops(module, x)
+                rec.mac += ops
         return fn
 
 
@@ -124,7 +132,7 @@ class FiringCounter:
 
     def update(self, layer: str, spikes: torch.Tensor) -> None:
         s = spikes.detach().reshape(spikes.shape[0], -1)
-        per_t = s.sum(1, dtype=torch.float64).cpu()
+        per_t = s.float().sum(1).double().cpu()  # integer counts < 2^24 per batch: exact in float32
         if layer in self.spikes:
             if self.spikes[layer].shape[0] != per_t.shape[0]:
                 raise ValueError(f"layer {layer}: timesteps changed between batches")

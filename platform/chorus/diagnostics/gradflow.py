@@ -16,7 +16,8 @@ gradient vanishing. Measured here, per spiking layer with input X(t):
   trained.
 
 Per-sample gradients come from summing the per-sample losses (CE with reduction "sum"; a batch-mean
-``loss_fn`` is multiplied by B). The model runs in eval mode, so samples do not interact.
+``loss_fn`` is multiplied by B). The model runs in eval mode, so samples do not interact: stacking
+T + 1 copies of the samples, one per loss, gives all the gradients in one backward pass.
 """
 from __future__ import annotations
 
@@ -61,38 +62,40 @@ class GradFlowAccumulator:
         self.n = 0
 
     def update(self, logits: torch.Tensor, target: torch.Tensor, inputs: dict[str, list[torch.Tensor]]) -> None:
-        """``inputs``: layer → the input tensors of its calls, still in the graph of ``logits``."""
+        """One forward pass on T + 1 stacked copies of the same k samples (``logits`` ``[T, (T+1)·k, C]``,
+        ``target`` the k labels); ``inputs``: layer → the input tensors of its calls, still in the graph.
+
+        Copy j < T carries the loss of subnetwork j + 1 alone, copy T the training loss, so a single
+        backward pass gives every per-timestep gradient (samples are independent in eval mode).
+        """
         layers = [n for n, parts in inputs.items() if any(p.requires_grad for p in parts)]
         if not layers:
             raise ValueError("gradient flow needs the forward pass to run with gradients enabled")
+        T, k = logits.shape[0], target.shape[0]
+        if logits.shape[1] != (T + 1) * k:
+            raise ValueError(f"gradient flow expects {T + 1} copies of {k} samples; got {logits.shape[1]} outputs")
+        lf = logits.float()
+        loss = sum(F.cross_entropy(lf[j, j * k:(j + 1) * k], target, reduction="sum") for j in range(T))
+        loss = loss + _loss_value(self.loss_fn(logits[:, T * k:], target)) * k
         flat = [p for n in layers for p in inputs[n]]
-        T, B = logits.shape[0], logits.shape[1]
-
-        def grads_of(loss):
-            gs = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
-            out, i = {}, 0
-            for n in layers:
-                k = len(inputs[n])
-                out[n] = _per_sample_norms(list(gs[i:i + k]), inputs[n])
-                i += k
-            return out
-
+        gs = torch.autograd.grad(loss, flat, allow_unused=True)
+        i = 0
         for n in layers:
-            self.flow.setdefault(n, torch.zeros(T, dtype=torch.float64))
-            self.flow_n.setdefault(n, torch.zeros(T, dtype=torch.float64))
-            self.step.setdefault(n, torch.zeros(T, dtype=torch.float64))
-        for tp in range(T):
-            loss_t = F.cross_entropy(logits[tp].float(), target, reduction="sum")
-            for n, norms in grads_of(loss_t).items():
-                if norms.shape[0] != T:
-                    raise ValueError(f"layer {n} runs {norms.shape[0]} timesteps but the model outputs {T}")
-                for d in range(tp + 1):
-                    self.flow[n][d] += norms[tp - d].sum().cpu()
-                    self.flow_n[n][d] += B
-        total = _loss_value(self.loss_fn(logits, target)) * B
-        for n, norms in grads_of(total).items():
-            self.step[n] += norms.sum(1).cpu()
-        self.n += B
+            c = len(inputs[n])
+            norms = _per_sample_norms(list(gs[i:i + c]), inputs[n])  # [T, (T+1)·k]
+            i += c
+            if norms.shape[0] != T:
+                raise ValueError(f"layer {n} runs {norms.shape[0]} timesteps but the model outputs {T}")
+            flow = self.flow.setdefault(n, torch.zeros(T, dtype=torch.float64))
+            flow_n = self.flow_n.setdefault(n, torch.zeros(T, dtype=torch.float64))
+            step = self.step.setdefault(n, torch.zeros(T, dtype=torch.float64))
+            for j in range(T):           # copy j: the loss of timestep t' = j + 1
+                per_t = norms[:, j * k:(j + 1) * k].sum(1).cpu()
+                for d in range(j + 1):
+                    flow[d] += per_t[j - d]
+                    flow_n[d] += k
+            step += norms[:, T * k:].sum(1).cpu()
+        self.n += k
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}

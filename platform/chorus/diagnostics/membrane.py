@@ -7,7 +7,8 @@ narrows the spread. For every spiking layer and timestep t this module measures 
 between consecutive timesteps t → t+1: |Δμ|, |Δσ| and the Wasserstein-1 distance between the two
 empirical distributions.
 
-Means and standard deviations are exact (float64 running sums). The Wasserstein distance and the
+Means and standard deviations are exact up to float32 rounding (per-batch two-pass moments,
+merged across batches in float64). The Wasserstein distance and the
 histograms use a random subsample of (sample, neuron) positions, drawn with replacement and the same
 at every t; exact whenever a layer has no more values per batch than the cap.
 """
@@ -38,23 +39,27 @@ class MembraneAccumulator:
     def __init__(self, per_batch: int, generator: torch.Generator) -> None:
         self.per_batch = int(per_batch)
         self.gen = generator
-        self.s1: torch.Tensor | None = None
-        self.s2: torch.Tensor | None = None
+        self.mean: torch.Tensor | None = None  # float64 [T]
+        self.m2: torch.Tensor | None = None    # float64 [T]: sum of squared deviations
         self.count = 0
         self.samples: list[torch.Tensor] = []
 
     def update(self, values: torch.Tensor) -> None:
         v = values.detach().reshape(values.shape[0], -1)
-        s1, s2 = v.sum(1, dtype=torch.float64).cpu(), (v * v).sum(1, dtype=torch.float64).cpu()
-        if self.s1 is None:
-            self.s1, self.s2 = s1, s2
-        elif self.s1.shape[0] != v.shape[0]:
-            raise ValueError(f"all batches must have the same number of timesteps; got {v.shape[0]} after {self.s1.shape[0]}")
-        else:
-            self.s1 += s1
-            self.s2 += s2
-        self.count += v.shape[1]
         n = v.shape[1]
+        var, mean = torch.var_mean(v, dim=1, correction=0)
+        mean, m2 = mean.double().cpu(), var.double().cpu() * n
+        if self.mean is None:
+            self.mean, self.m2 = mean, m2
+        elif self.mean.shape[0] != v.shape[0]:
+            raise ValueError(f"all batches must have the same number of timesteps; got {v.shape[0]} after "
+                             f"{self.mean.shape[0]}")
+        else:  # merge the moments of two groups (Chan et al.)
+            total = self.count + n
+            delta = mean - self.mean
+            self.mean = self.mean + delta * n / total
+            self.m2 = self.m2 + m2 + delta * delta * self.count * n / total
+        self.count += n
         if n <= self.per_batch:
             self.samples.append(v.float().cpu())
         else:
@@ -63,13 +68,11 @@ class MembraneAccumulator:
 
     @property
     def T(self) -> int:
-        return 0 if self.s1 is None else self.s1.shape[0]
+        return 0 if self.mean is None else self.mean.shape[0]
 
     def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-timestep mean and population standard deviation, float64 ``[T]``."""
-        mean = self.s1 / self.count
-        var = (self.s2 / self.count - mean * mean).clamp_min(0.0)
-        return mean, var.sqrt()
+        return self.mean, (self.m2 / self.count).clamp_min(0.0).sqrt()
 
     def sample(self) -> torch.Tensor:
         """The subsample, ``[T, n]`` float32."""
@@ -78,7 +81,7 @@ class MembraneAccumulator:
 
 def membrane_metrics(layer: str, kind: str, acc: MembraneAccumulator) -> dict[str, float]:
     """Mean/std per t and the gaps t → t+1 (|Δμ|, |Δσ|, W1), plus W1 averaged over t."""
-    if acc.s1 is None:
+    if acc.mean is None:
         return {}
     mean, std = acc.mean_std()
     sample = acc.sample()
