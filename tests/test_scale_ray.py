@@ -46,10 +46,20 @@ print(json.dumps({"nodes": nodes, "pinned": ray.get(pinned), "spread": ray.get(s
 '''
 
 
+def _uts_namespaces() -> bool:
+    """Whether this machine lets us give a process its own host name (root, unshare)."""
+    try:
+        return subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+UTS = _uts_namespaces()
+
+
 def _as_host(name: str, args: list[str]) -> list[str]:
     """``args`` in a new UTS namespace whose host name is ``name`` (when unshare can make one)."""
-    probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True)
-    if probe.returncode != 0:
+    if not UTS:
         return args
     return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name, *args]
 
@@ -106,7 +116,8 @@ def test_ray_job_runs_on_head_and_worker(ray_cluster):
     pinned = out["pinned"]
     assert [node for _, node, _ in pinned] == out["nodes"]           # each task on the node it was sent to
     assert [value for _, _, value in pinned] == [0, 1]
-    assert sorted(host for host, _, _ in pinned) == list(HOSTNAMES)
+    if UTS:
+        assert sorted(host for host, _, _ in pinned) == list(HOSTNAMES)
     assert sorted(value for _, _, value in out["spread"]) == [i * i for i in range(8)]
     assert {node for _, node, _ in out["spread"]} <= set(out["nodes"])
 
@@ -132,7 +143,8 @@ def test_chorus_tune_joins_the_cluster_with_address(ray_cluster, tmp_path, tmp_p
     results = [json.loads(p.read_text().splitlines()[-1])
                for p in (storage / "quickstart_gamma_alpha").glob("*/result.json")]
     assert len(results) == 2
-    assert sorted(r["hostname"] for r in results) == list(HOSTNAMES)
+    if UTS:
+        assert sorted(r["hostname"] for r in results) == list(HOSTNAMES)
     assert {r["config"]["loss.gamma"] for r in results} == {0, 1}
     assert all(0.0 <= r["val/acc"] <= 1.0 for r in results)
     assert (storage / "quickstart_gamma_alpha" / "best_recipe.yaml").is_file()
