@@ -109,20 +109,31 @@ def test_search_runs_to_completion(tmp_path, shards, ray_address, capsys):
     assert f"best trial {out.best['trial_id']}" in printed and "loss.gamma \\ neuron.alpha_init" in printed
 
 
-def test_failing_trial_is_reported_and_the_others_finish(tmp_path, shards, ray_address):
-    """A trial whose loss turns NaN (learning rate 1e8) fails; the other trial completes."""
+def test_failing_trial_is_retried_from_its_checkpoint_then_reported_and_the_others_finish(
+        tmp_path, shards, ray_address):
+    """The learning rate of one trial jumps x1e9 after epoch 1, so its loss turns inf in epoch 2: Ray
+    retries it once from its epoch-1 checkpoint (max_failures=1), it fails again and is reported
+    failed; the other trial completes."""
     spec = load_search(SEARCH, _overrides(
-        tmp_path, shards, "space.optim.lr=grid [0.05, 1.0e8]", "space.loss.gamma=grid [1]",
-        "space.neuron.alpha_init=grid [0.2]", "fixed.optim.name=sgd", "fixed.schedule.name=constant",
-        "fixed.schedule.warmup_epochs=0", "fixed.train.epochs=1", "scheduler.type=fifo", "max_failures=0"))
+        tmp_path, shards, "space.schedule.gamma=grid [0.5, 1.0e9]", "space.loss.gamma=grid [1]",
+        "space.neuron.alpha_init=grid [0.2]", "fixed.optim.name=sgd", "fixed.optim.lr=0.05",
+        "fixed.schedule.name=step", "fixed.schedule.step_size=1", "fixed.schedule.warmup_epochs=0",
+        "fixed.train.epochs=2", "scheduler.type=fifo", "max_failures=1"))
     out = run_search(spec)
-    by_lr = {r["optim.lr"]: r for r in out.rows}
-    assert by_lr[1e8]["status"] == "failed" and "non-finite loss" in by_lr[1e8]["error"]
-    assert by_lr[0.05]["status"] == "completed" and by_lr[0.05]["epochs"] == 1
-    assert out.best["optim.lr"] == 0.05
+    by_gamma = {r["schedule.gamma"]: r for r in out.rows}
+    bad, good = by_gamma[1e9], by_gamma[0.5]
+    assert bad["status"] == "failed" and "non-finite loss" in bad["error"]
+    assert good["status"] == "completed" and good["epochs"] == 2
+    assert out.best["schedule.gamma"] == 0.5
+    trial_dir = os.path.join(out.experiment_dir, bad["trial_id"])
+    with open(os.path.join(trial_dir, "error.txt")) as fh:
+        assert fh.read().count("non-finite loss") == 2                  # the first try and the retry
+    reported = [json.loads(line)["training_iteration"] for line in _lines(os.path.join(trial_dir, "result.json"))]
+    assert reported == [1]                                              # the retry resumed after epoch 1
     _, _, children = _children(f"sqlite:///{tmp_path / 'mlflow.db'}", out.parent_run_id)
-    status = {float(c.data.params["optim.lr"]): (c.info.status, c.data.tags.get("chorus.tune.status")) for c in children}
-    assert status == {1e8: ("FAILED", "failed"), 0.05: ("FINISHED", "completed")}
+    status = {float(c.data.params["schedule.gamma"]): (c.info.status, c.data.tags.get("chorus.tune.status"))
+              for c in children}
+    assert status == {1e9: ("FAILED", "failed"), 0.5: ("FINISHED", "completed")}   # one run per trial
 
 
 def _lines(path):
