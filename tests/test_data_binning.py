@@ -82,3 +82,19 @@ def test_batch_of_uneven_samples_equals_tonic_per_sample(mode, kw, jit):
                            tt.ToFrame(sensor_size=(48, 48, 2), **{kw: 4})])
     for b, events in enumerate(samples):
         np.testing.assert_array_equal(out[:, b], to_frame(events.copy()))
+
+
+@pytest.mark.parametrize("sensor,size", [((34, 34, 2), 48), ((34, 34, 2), 16), ((240, 180, 2), 200),
+                                         ((34, 34, 2), None)])
+def test_compiled_resize_equals_numpy_path(sensor, size):
+    from chorus.data import binning_jit
+    from chorus.data.binning import batch_event_frames
+
+    if binning_jit.kernel() is None:
+        pytest.skip("numba not installed")
+    samples = [random_events(n, sensor[0], sensor[1], seed=n).astype(
+        [("x", "u1"), ("y", "u1"), ("t", "<u4"), ("p", "u1")]) for n in (500, 1203)]
+    for mode in ("count", "time"):
+        np.testing.assert_array_equal(
+            batch_event_frames(samples, sensor, 3, size=size, mode=mode, jit=True),
+            batch_event_frames(samples, sensor, 3, size=size, mode=mode, jit=False))

@@ -45,6 +45,8 @@ def _pax_records(data: bytes) -> dict[str, str]:
 
 def sample_key(name: str) -> str:
     """The sample key of a member name, as webdataset's ``base_plus_ext`` splits it."""
+    if "/" not in name:
+        return name.partition(".")[0]
     folder, base = os.path.split(name)
     return os.path.join(folder, base.split(".", 1)[0])
 
