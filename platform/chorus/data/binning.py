@@ -25,21 +25,6 @@ def _lookup(n: int, size: int | None) -> np.ndarray:
     return np.arange(n, dtype=np.int64) * size // n
 
 
-def _spans(n: int, size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """For each of n source pixels, the output pixels ``[start, end)`` it covers: one pixel
-    (``c·size // n``) when shrinking, the block whose nearest source pixel it is when growing."""
-    if size is None or size == n:
-        start = np.arange(n, dtype=np.int64)
-        return start, start + 1
-    if size < n:
-        start = np.arange(n, dtype=np.int64) * size // n
-        return start, start + 1
-    nearest = np.arange(size, dtype=np.int64) * n // size         # what :func:`upscale` picks
-    start = np.searchsorted(nearest, np.arange(n), side="left")
-    end = np.searchsorted(nearest, np.arange(n), side="right")
-    return start.astype(np.int64), end.astype(np.int64)
-
-
 def batch_event_frames(samples: list[np.ndarray], sensor_size, T: int, size: int | None = None,
                        mode: str = "count", jit: bool = True, bad: list | None = None
                        ) -> np.ndarray:
@@ -61,17 +46,15 @@ def batch_event_frames(samples: list[np.ndarray], sensor_size, T: int, size: int
     out_w, out_h = int(lut_x[-1]) + 1, int(lut_y[-1]) + 1
     compiled = binning_jit.kernel() if jit else None
     if compiled is not None:
-        x0, x1 = _spans(width, size)
-        y0, y1 = _spans(height, size)
-        frames = np.zeros((T, batch, 2, int(y1[-1]), int(x1[-1])), dtype=np.float32)
+        frames = np.zeros((T, batch, 2, out_h, out_w), dtype=np.float32)
         for b, events in enumerate(samples):
-            first = compiled(events["x"], events["y"], events["t"], events["p"], x0, x1, y0, y1,
+            first = compiled(events["x"], events["y"], events["t"], events["p"], lut_x, lut_y,
                              frames, b, mode == "count")
             if first >= 0:
                 if bad is None:
                     raise ValueError(f"sample {b}: event {first} is off the sensor")
                 bad.append(b)
-        return frames
+        return upscale(frames, size)
     cells = 2 * out_h * out_w
     dropped = T * batch * cells                 # one extra bincount slot for dropped events
     flat = np.empty(sum(len(e) for e in samples), dtype=np.int64)

@@ -1,7 +1,7 @@
 """Compiled event binning (numba): the loop behind :func:`chorus.data.binning.batch_event_frames`.
 
-One pass over a sample's events adds 1 to the output cells of ``out[frame, b, p]`` that pixel
-(x, y) maps to (resizing included), with tonic's frame conventions (DESIGN.md "Shards"; see :mod:`chorus.data.binning`). Compiled on first use and
+One pass over a sample's events adds 1 to ``out[frame, b, p, lut_y[y], lut_x[x]]``, with tonic's
+frame conventions (DESIGN.md "Shards"; see :mod:`chorus.data.binning`). Compiled on first use and
 cached on disk; ``available()`` is False where numba is missing, and the numpy path is used.
 The kernel first checks every event (coordinates on the sensor, polarity 0/1) and adds nothing
 if one is off; the caller turns that into a clear error.
@@ -18,15 +18,13 @@ def _build():
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def bin_sample(x, y, t, p, x0, x1, y0, y1, out, b, count_mode):
-        """Add one sample's events to ``out[:, b]``, source pixel (x, y) covering output columns
-        ``x0[x]..x1[x]-1`` and rows ``y0[y]..y1[y]-1`` (one cell when shrinking, a block when
-        growing); -1, or the index of the first event off the sensor (or with polarity not 0/1),
-        in which case nothing was added."""
+    def bin_sample(x, y, t, p, lut_x, lut_y, out, b, count_mode):
+        """Add one sample's events to ``out[:, b]``; -1, or the index of the first event off the
+        sensor (or with polarity not 0/1), in which case nothing was added."""
         T = out.shape[0]
         n = t.shape[0]
-        width = x0.shape[0]
-        height = y0.shape[0]
+        width = lut_x.shape[0]
+        height = lut_y.shape[0]
         for i in range(n):
             if x[i] < 0 or x[i] >= width or y[i] < 0 or y[i] >= height or p[i] < 0 or p[i] > 1:
                 return i
@@ -37,10 +35,7 @@ def _build():
             if per_bin == 0:
                 return -1
             for i in range(per_bin * T):
-                frame = i // per_bin
-                for r in range(y0[y[i]], y1[y[i]]):
-                    for c in range(x0[x[i]], x1[x[i]]):
-                        out[frame, b, p[i], r, c] += 1.0
+                out[i // per_bin, b, p[i], lut_y[y[i]], lut_x[x[i]]] += 1.0
         else:
             t0 = numba.int64(t[0])
             window = (numba.int64(t[n - 1]) - t0) // T
@@ -49,9 +44,7 @@ def _build():
             for i in range(n):
                 frame = (numba.int64(t[i]) - t0) // window
                 if frame < T:
-                    for r in range(y0[y[i]], y1[y[i]]):
-                        for c in range(x0[x[i]], x1[x[i]]):
-                            out[frame, b, p[i], r, c] += 1.0
+                    out[frame, b, p[i], lut_y[y[i]], lut_x[x[i]]] += 1.0
         return -1
 
     return bin_sample
@@ -83,6 +76,6 @@ def warm_up(sensor_size) -> None:
     events = np.zeros(4, dtype=event_dtype(sensor_size, 0))
     out = np.zeros((1, 1, 2, 1, 1), dtype=np.float32)
     lut = np.zeros(max(int(sensor_size[0]), int(sensor_size[1])), dtype=np.int64)
+    events["x"], events["y"] = 0, 0
     for count_mode in (True, False):
-        compiled(events["x"], events["y"], events["t"], events["p"], lut, lut + 1, lut, lut + 1,
-                 out, 0, count_mode)
+        compiled(events["x"], events["y"], events["t"], events["p"], lut, lut, out, 0, count_mode)

@@ -11,9 +11,8 @@ The rule that keeps DDP from hanging and evaluation exact (DESIGN.md "Shards", i
   whose sizes differ by at most one; rank r takes batches ``r·nb … (r+1)·nb − 1``. Every sample
   is seen exactly once and every rank yields ``nb`` batches (none for an empty split).
 
-Batch k of a rank is produced by reader ``(k - start_batch) % workers`` and the loader takes
-batches round-robin from the readers, so they come out in order k = start_batch, start_batch + 1, …
-whatever the number of workers.
+The loader yields batches in order k = start_batch, start_batch + 1, … whatever the number of
+workers.
 """
 from __future__ import annotations
 

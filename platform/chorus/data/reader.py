@@ -1,12 +1,12 @@
 """``make_loader``: shard set → streaming ``(x, y)`` batches (DESIGN.md "Shards", "Data flow").
 
-Each reader thread (``workers`` of them) reads, with a ``webdataset`` pipeline (shard list → tar expansion that
-reads only the wanted samples, :mod:`chorus.data.tarwalk` → webdataset's ``group_by_keys``), the
-shards that hold its batches (:mod:`chorus.data.plan` says which samples make which batch on which
-rank), decodes each sample and bins a whole batch at once (:mod:`chorus.data.transform`), and
-yields whole batches in order. Bad samples raise
-:class:`DataError` naming shard and key, or with ``on_error="skip"`` are left out of their batch with
-a warning, and counted in ``loader.skipped``.
+A rank reads, with a ``webdataset`` pipeline (shard list → tar expansion that reads only the wanted
+samples, :mod:`chorus.data.tarwalk` → webdataset's ``group_by_keys``), the shards that hold its
+batches (:mod:`chorus.data.plan` says which samples make which batch on which rank), decodes each
+sample, bins whole batches at once (:mod:`chorus.data.transform`; ``workers`` threads do this in
+parallel) and yields them in order. Bad samples raise :class:`DataError` naming shard and key, or
+with ``on_error="skip"`` are left out of their batch with a warning, and counted in
+``loader.skipped``.
 """
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def input_shape(manifest: dict, T: int, size: int | None = None) -> tuple:
 
 
 class _ShardBatches:
-    """The batches of one rank; ``worker_batches(w, n)`` yields those of reader w out of n."""
+    """The batches of one rank: ``batch_items`` reads and prepares them in order (GIL-bound
+    Python: tar walk, grouping, decoding), ``collate`` bins one batch (numba/numpy, GIL released).
+    """
 
     def __init__(self, manifest, split, batches, builder, start_batch, on_error, seed, epoch):
         self.folder = manifest["folder"]
@@ -59,11 +61,13 @@ class _ShardBatches:
     def _fail(self, error: DataError, state: dict) -> None:
         if self.on_error == "raise":
             raise error
-        state["skipped"] += 1
+        with state["lock"]:
+            state["skipped"] += 1
         warnings.warn(f"skipped: {error}", stacklevel=2)
 
     def _read_shard(self, s, url, wanted_here, wanted, slots, pending, state):
-        """Decode and prepare the wanted samples of shard ``s`` into their batch slots."""
+        """Decode and prepare the wanted samples of shard ``s`` into their batch slots, yielding
+        after each one (so that finished batches can leave before the shard ends)."""
         import webdataset as wds
 
         pipeline = wds.DataPipeline(wds.SimpleShardList([url]), expand_wanted(wanted_here),
@@ -78,6 +82,7 @@ class _ShardBatches:
                 k, pos = target
                 slots[k][pos] = self._sample(sample, url, s, ordinal, state)
                 pending[k] -= 1
+                yield
         except DataError as error:
             if self.on_error == "raise":
                 raise
@@ -88,12 +93,12 @@ class _ShardBatches:
                                  where=url), state)
             k, _ = wanted[(s, ordinal)]
             pending[k] -= 1
+        yield
 
-    def worker_batches(self, worker: int, workers: int, state: dict):
-        """``(x, y)`` of batches ``k`` with ``(k - start_batch) % workers == worker``, in order;
-        ``state["skipped"]`` counts the bad samples this reader left out."""
-        mine = [k for k in range(self.start_batch, len(self.batches))
-                if (k - self.start_batch) % workers == worker]
+    def batch_items(self, state: dict):
+        """``(k, prepared samples, shard)`` for batches k = start_batch, … in order, each as soon
+        as its samples are read; :meth:`collate` turns one into ``(x, y)``."""
+        mine = list(range(self.start_batch, len(self.batches)))
         wanted: dict[tuple[int, int], tuple[int, int]] = {}
         per_shard: dict[int, set[int]] = {}
         for k in mine:
@@ -106,11 +111,11 @@ class _ShardBatches:
         next_index = 0
         for s, wanted_here in per_shard.items():
             url = os.path.join(self.folder, self.shards[s])
-            self._read_shard(s, url, wanted_here, wanted, slots, pending, state)
-            while next_index < len(mine) and pending[mine[next_index]] == 0:
-                k = mine[next_index]
-                yield self._collate(k, slots.pop(k), url, state)
-                next_index += 1
+            for _ in self._read_shard(s, url, wanted_here, wanted, slots, pending, state):
+                while next_index < len(mine) and pending[mine[next_index]] == 0:
+                    k = mine[next_index]
+                    yield k, slots.pop(k), url
+                    next_index += 1
 
     def _sample(self, sample, url, shard, ordinal, state):
         key = str(sample.get("__key__", f"#{ordinal}"))
@@ -122,7 +127,7 @@ class _ShardBatches:
             self._fail(error, state)
             return None
 
-    def _collate(self, k, items, url, state):
+    def collate(self, k, items, url, state):
         items = [item for item in items if item is not None]
         if not items:
             raise DataError(f"every sample of batch {k} was bad", where=url)
@@ -142,10 +147,10 @@ class _ShardBatches:
 class ShardLoader:
     """Iterable of ``(x, y)`` batches of one split, rank and epoch; ``len`` = batches it yields.
 
-    ``workers`` reader threads each build every ``workers``-th batch (the tar walk, decoding and
-    binning release the GIL for their heavy parts: the numba kernel, numpy, memory-mapped reads),
-    and batches come out in order; there is no copy between processes. ``skipped`` counts the
-    bad samples left out (``on_error="skip"``).
+    With ``workers`` ≥ 1, one thread reads (tar walk, decoding: cheap Python) and ``workers``
+    threads bin batches (the numba kernel and numpy release the GIL); batches come out in order,
+    the same whatever ``workers``, and nothing is copied between processes. ``skipped`` counts
+    the bad samples left out (``on_error="skip"``).
     """
 
     def __init__(self, dataset: _ShardBatches, workers: int, prefetch: int = 2):
@@ -158,58 +163,62 @@ class ShardLoader:
         return max(0, len(self.dataset.batches) - self.dataset.start_batch)
 
     def __iter__(self):
-        states = [{"skipped": 0} for _ in range(max(1, self.workers))]
-        if self.workers <= 1:
-            for x, y in self.dataset.worker_batches(0, 1, states[0]):
-                self.skipped = states[0]["skipped"]
-                yield x, y
+        state = {"skipped": 0, "lock": threading.Lock()}
+        if self.workers <= 0:
+            for k, items, url in self.dataset.batch_items(state):
+                self.skipped = state["skipped"]
+                yield self.dataset.collate(k, items, url, state)
         else:
-            yield from self._threaded(states)
-        self.skipped = sum(state["skipped"] for state in states)
+            yield from self._threaded(state)
+        self.skipped = state["skipped"]
         if self.skipped:
             warnings.warn(f"{self.skipped} bad samples skipped in {self.dataset.folder}",
                           stacklevel=2)
 
-    def _threaded(self, states):
-        stop = threading.Event()
-        queues = [queue.Queue(maxsize=self.prefetch) for _ in range(self.workers)]
-        done = object()
+    def _threaded(self, state):
+        """One thread reads and prepares batches in order and hands each to a pool of
+        ``workers`` threads that bin them; batches are returned in order."""
+        from concurrent.futures import ThreadPoolExecutor
 
-        def put(q, item):
+        stop = threading.Event()
+        futures = queue.Queue(maxsize=self.workers * self.prefetch)
+        done = object()
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="chorus-binning")
+
+        def put(item):
             while not stop.is_set():
                 try:
-                    q.put(item, timeout=0.1)
+                    futures.put(item, timeout=0.1)
                     return True
                 except queue.Full:
                     continue
             return False
 
-        def run(worker):
+        def produce():
             try:
-                for item in self.dataset.worker_batches(worker, self.workers, states[worker]):
-                    if not put(queues[worker], item):
+                for k, items, url in self.dataset.batch_items(state):
+                    if not put(pool.submit(self.dataset.collate, k, items, url, state)):
                         return
-                put(queues[worker], done)
+                put(done)
             except BaseException as error:          # handed to the consumer, raised there
-                put(queues[worker], error)
+                put(error)
 
-        threads = [threading.Thread(target=run, args=(w,), daemon=True, name=f"chorus-reader-{w}")
-                   for w in range(self.workers)]
-        for thread in threads:
-            thread.start()
+        reader = threading.Thread(target=produce, daemon=True, name="chorus-reader")
+        reader.start()
         try:
-            for k in range(len(self)):
-                item = queues[k % self.workers].get()
+            while True:
+                item = futures.get()
+                if item is done:
+                    break
                 if isinstance(item, BaseException):
                     raise item
-                if item is done:
-                    raise RuntimeError(f"reader {k % self.workers} ended before batch {k}")
-                self.skipped = sum(state["skipped"] for state in states)
-                yield item
+                x, y = item.result()
+                self.skipped = state["skipped"]
+                yield x, y
         finally:
             stop.set()
-            for thread in threads:
-                thread.join()
+            reader.join()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def make_loader(shards, split: str, *, T: int, size: int | None = None, batch_size: int,
