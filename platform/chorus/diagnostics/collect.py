@@ -3,8 +3,8 @@
 One forward pass per batch without gradients, with the hooks of :mod:`chorus.diagnostics.capture`,
 gives the per-timestep accuracy, the initial-state statistics of the chosen layers, firing rates and
 synaptic operations; on the first ``grad_samples`` samples one more forward and backward pass (over
-T + 1 stacked copies of them, :mod:`chorus.diagnostics.gradflow`) gives the temporal gradient flow. The model is put in eval mode and restored, parameter gradients are
-never touched (``torch.autograd.grad`` on layer inputs only), and the random number generators are
+T + 1 stacked copies of them, :mod:`chorus.diagnostics.gradflow`) gives the temporal gradient flow.
+The model is put in eval mode and restored, parameter gradients are never touched (``torch.autograd.grad`` on layer inputs only), and the random number generators are
 forked, so a training run is not perturbed by being diagnosed. See docs/architecture.md
 ("Diagnostics") for how the training loop calls it.
 """

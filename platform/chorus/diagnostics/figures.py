@@ -81,7 +81,8 @@ def membrane_stats_png(runs) -> bytes | None:
         return None
     fig, axes = _figure(10, 6.5, 2, 2, bottom_in=1.1, left=0.07, wspace=0.2, hspace=0.35)
     multi = len(runs) > 1
-    panels = [(0, "mean", "μ of V(t−1)"), (0, "std", "σ of V(t−1)"), (1, "mean", "μ of H~(t)"), (1, "std", "σ of H~(t)")]
+    panels = [(0, "mean", "μ of V(t−1)"), (0, "std", "σ of V(t−1)"),
+              (1, "mean", "μ of H~(t)"), (1, "std", "σ of H~(t)")]
     for i, (label, v_stats, h_stats) in enumerate(data):
         for ax, (src, stat, title) in zip(axes.flat, panels):
             stats = (v_stats, h_stats)[src]

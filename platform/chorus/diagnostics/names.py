@@ -67,7 +67,8 @@ ENERGY_RATIO = "energy/ratio_to_ann"
 
 
 def gradflow(layer: str | None, d: int) -> str:
-    """Per-sample norm of ∂ℓ_t'/∂X(t'−d) for one layer; layer=None: geometric mean over layers of the ratio to d=0."""
+    """Per-sample norm of ∂ℓ_t'/∂X(t'−d) for one layer; layer=None: geometric mean over layers of its
+    ratio to d = 0."""
     return f"gradflow/rel_{d}" if layer is None else f"gradflow/{layer}/dt_{d}"
 
 

@@ -76,7 +76,8 @@ def load_run(run_id: str, tracking_uri: str, ref: str | None = None) -> RunData:
         run = client.get_run(run_id)
     except MlflowException as e:
         raise ReportError(f"MLflow run {run_id!r} was not found at {tracking_uri} "
-                          f"({str(e).splitlines()[0][:160]}); pass --tracking-uri, a run folder or a checkpoint") from None
+                          f"({str(e).splitlines()[0][:160]}); pass --tracking-uri, a run folder or a "
+                          f"checkpoint") from None
     metrics = dict(run.data.metrics)
     name = run.data.tags.get("mlflow.runName") or run.info.run_name or run_id[:8]
     diag_epoch, figures = _latest_diagnostics(client, run_id)
