@@ -163,6 +163,10 @@ def test_bad_references_are_named(store, tmp_path, capsys):
     missing = "0123456789abcdef0123456789abcdef"
     with pytest.raises(ReportError, match=f"{missing}.*not found"):
         make_report([missing], str(tmp_path / "x"), tracking_uri=uri)
+    absent = f"sqlite:///{tmp_path / 'absent.db'}"
+    with pytest.raises(ReportError, match="no MLflow store at .*absent.db"):
+        make_report([missing], str(tmp_path / "x"), tracking_uri=absent)
+    assert not (tmp_path / "absent.db").exists()
     assert cli(["report", str(tmp_path / "no_such_checkpoint"), "--out", str(tmp_path / "y")]) == 2
     assert "no_such_checkpoint" in capsys.readouterr().err
     (tmp_path / "plain").mkdir()

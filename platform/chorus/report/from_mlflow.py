@@ -71,6 +71,9 @@ def load_run(run_id: str, tracking_uri: str, ref: str | None = None) -> RunData:
     """Read run ``run_id`` from the store at ``tracking_uri``; errors name the run and the store."""
     from mlflow.exceptions import MlflowException
 
+    if tracking_uri.startswith("sqlite:///") and not os.path.isfile(tracking_uri[len("sqlite:///"):]):
+        raise ReportError(f"there is no MLflow store at {tracking_uri} to look up run {run_id!r}; "
+                          f"pass --tracking-uri (or set MLFLOW_TRACKING_URI), a run folder or a checkpoint")
     client = _client(tracking_uri)
     try:
         run = client.get_run(run_id)
