@@ -36,12 +36,11 @@ def shard_files(folder):
 
 @pytest.mark.slow
 def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path):
-    card = card_file(tmp_path, 300)
+    card = card_file(tmp_path, 200)
     clean = tmp_path / "clean"
-    assert cli(card, "--out", str(clean), "--workers", "2", "--shard-size", "0.3",
-               "--quiet").wait(timeout=300) == 0
+    shard(card, None, str(clean), workers=2, shard_size_mb=0.2, progress=False)
     killed = tmp_path / "killed"
-    proc = cli(card, "--out", str(killed), "--workers", "2", "--shard-size", "0.3", "--quiet",
+    proc = cli(card, "--out", str(killed), "--workers", "2", "--shard-size", "0.2", "--quiet",
                start_new_session=True)
     progress = killed / ".progress.json"
     deadline = time.time() + 120
@@ -57,7 +56,7 @@ def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "manifest.json").exists(), "the run finished before it could be killed"
-    out = cli(card, "--out", str(killed), "--workers", "1", "--shard-size", "0.3", "--quiet")
+    out = cli(card, "--out", str(killed), "--workers", "1", "--shard-size", "0.2", "--quiet")
     assert out.wait(timeout=300) == 0, out.stderr.read()
     assert shard_files(killed) == shard_files(clean)
     assert not [n for n in os.listdir(killed) if n.endswith(".tmp") or n.startswith(".progress")]

@@ -16,7 +16,6 @@ import threading
 import warnings
 
 import numpy as np
-import torch
 
 from chorus.data import binning_jit, records
 from chorus.data.augment import resolve
@@ -141,6 +140,8 @@ class _ShardBatches:
                 raise DataError(f"every sample of batch {k} was bad", where=url)
             x = np.delete(x, drop, axis=0 if self.kind == "points" else 1)
             labels = [label for b, label in enumerate(labels) if b not in drop]
+        import torch
+
         return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64)
 
 
