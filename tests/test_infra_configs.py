@@ -158,6 +158,8 @@ def test_deepspeed_config_accepted_after_accelerate_fills_auto(path):
         assert stage == 3
         assert ds.zero_config.offload_optimizer.device == "cpu"
         assert ds.zero_config.offload_param.device == "cpu"
+        # chorus checkpoints call accelerator.get_state_dict, which under ZeRO-3 needs the gather
+        assert ds.zero_config.gather_16bit_weights_on_model_save is True
 
 
 def test_deepspeed_config_rejects_a_broken_file(tmp_path):

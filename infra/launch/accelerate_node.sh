@@ -64,7 +64,9 @@ if [[ "${CHORUS_CPU:-0}" == "1" ]]; then
     # accelerate's --cpu starts a single process; MULTI_CPU over gloo needs the multi-process
     # launcher together with ACCELERATE_USE_CPU=1 (see docs/scaling.md).
     export ACCELERATE_USE_CPU=1
-    launch_args+=(--multi_gpu)
+    if (( num_machines * procs_per_node > 1 )); then
+        launch_args+=(--multi_gpu)
+    fi
 fi
 
 echo "chorus node ${machine_rank}/${num_machines}: ${procs_per_node} processes, rendezvous ${main_ip}:${main_port}" >&2
