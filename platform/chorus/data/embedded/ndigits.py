@@ -11,7 +11,6 @@ seed and per sample, whatever the process that generates it.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 SENSOR = 34                    # pixels, as N-MNIST
 SCALE = 3.0                    # 8 px digit -> 24 px on the sensor
@@ -37,14 +36,24 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def _render(image: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Log intensity ``[S, 34, 34]`` seen by the sensor when the upscaled digit is displaced by
-    each of ``shifts`` ``[S, 2]`` (x, y in pixels), bilinear interpolation."""
+    each of ``shifts`` ``[S, 2]`` (x, y in pixels): bilinear interpolation inside the image's
+    extent, no ink outside it.
+
+    The displacement is a translation, so interpolation is separable: with the hat weights
+    ``w(u, k) = max(0, 1 - |u - k|)`` of each sensor row (column) over image rows (columns),
+    the frame is ``W_rows · image · W_colsᵀ``."""
     centre = (SENSOR - 1) / 2.0
     img_centre = (image.shape[0] - 1) / 2.0
     coords = np.arange(SENSOR, dtype=np.float64)
-    rows = (coords[None, :, None] - centre - shifts[:, 1, None, None]) / SCALE + img_centre
-    cols = (coords[None, None, :] - centre - shifts[:, 0, None, None]) / SCALE + img_centre
-    rows, cols = np.broadcast_arrays(rows, cols)
-    ink = map_coordinates(image, [rows, cols], order=1, mode="constant", cval=0.0)
+    grid = np.arange(image.shape[0], dtype=np.float64)
+    rows = (coords[None, :] - centre - shifts[:, 1, None]) / SCALE + img_centre     # [S, 34]
+    cols = (coords[None, :] - centre - shifts[:, 0, None]) / SCALE + img_centre
+    w_rows = np.maximum(0.0, 1.0 - np.abs(rows[:, :, None] - grid))                  # [S, 34, 8]
+    w_cols = np.maximum(0.0, 1.0 - np.abs(cols[:, :, None] - grid))
+    last = image.shape[0] - 1                     # outside the image's extent: no ink at all
+    w_rows[(rows < 0) | (rows > last)] = 0.0
+    w_cols[(cols < 0) | (cols > last)] = 0.0
+    ink = w_rows @ image @ w_cols.transpose(0, 2, 1)
     return np.log(BACKGROUND + np.clip(ink, 0.0, 1.0))
 
 
@@ -60,28 +69,21 @@ def generate_sample(image: np.ndarray, seed: int, index: int) -> np.ndarray:
     levels = _render(image, path)                  # the start, then every step of the saccades
     reference = levels[0]
     dt = SACCADE_US / STEPS_PER_SACCADE
-    xs, ys, ts, ps = [], [], [], []
-    for step in range(1, len(path)):
-        level = levels[step]
-        crossings = np.trunc((level - reference) / threshold).astype(np.int64)
-        reference = reference + crossings * threshold
-        rows, cols = np.nonzero(crossings)
-        if rows.size == 0:
-            continue
-        counts = np.abs(crossings[rows, cols])
-        polarity = (crossings[rows, cols] > 0).astype(np.uint8)
-        rows = np.repeat(rows, counts)
-        cols = np.repeat(cols, counts)
-        polarity = np.repeat(polarity, counts)
-        # the j-th of n crossings in this step happens at fraction (j+1)/(n+1) of the step
-        order = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        frac = (order + 1) / np.repeat(counts + 1, counts)
-        start = (step - 1) * dt
-        times = start + frac * dt + rng.uniform(-0.1, 0.1, size=rows.size) * dt
-        xs.append(cols)
-        ys.append(rows)
-        ts.append(times)
-        ps.append(polarity)
+    crossings = np.zeros((len(path) - 1, SENSOR, SENSOR), dtype=np.int64)
+    for step in range(1, len(path)):           # each pixel's reference follows its own crossings
+        crossings[step - 1] = np.trunc((levels[step] - reference) / threshold)
+        reference = reference + crossings[step - 1] * threshold
+    steps, rows, cols = np.nonzero(crossings)   # step by step, row-major within a step
+    counts = np.abs(crossings[steps, rows, cols])
+    polarity = np.repeat((crossings[steps, rows, cols] > 0).astype(np.uint8), counts)
+    starts = np.repeat(steps * dt, counts)
+    rows = np.repeat(rows, counts)
+    cols = np.repeat(cols, counts)
+    # the j-th of n crossings of a pixel in a step happens at fraction (j+1)/(n+1) of the step
+    order = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    frac = (order + 1) / np.repeat(counts + 1, counts)
+    times = starts + frac * dt + rng.uniform(-0.1, 0.1, size=rows.size) * dt
+    xs, ys, ts, ps = [cols], [rows], [times], [polarity]
     duration = 3 * SACCADE_US
     n_noise = rng.poisson(NOISE_RATE_HZ * SENSOR * SENSOR * duration * 1e-6)
     xs.append(rng.integers(0, SENSOR, n_noise))
