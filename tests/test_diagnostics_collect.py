@@ -90,3 +90,13 @@ def test_registered_model_runs():
         assert names.membrane("std", 2, n) in d.metrics and names.alpha(n) in d.metrics
         assert names.gradflow(n, 1) in d.metrics
     assert d.metrics[names.ENERGY_PJ] > 0
+
+
+def test_alpha_trajectory_figure_from_the_loop_history():
+    from chorus.diagnostics.collect import alpha_history
+
+    history = [{"epoch": 1, "mps/alpha/lif1": 0.41, "val/acc": 0.3}, {"epoch": 2, "mps/alpha/lif1": 0.42}]
+    d = collect(Small(), batches(1), history=history)
+    assert d.figures["alpha_trajectory.png"].startswith(PNG)
+    assert alpha_history(history, d.metrics)["lif1"] == [(1.0, 0.41), (2.0, 0.42), (3.0, pytest.approx(0.4))]
+    assert "alpha_trajectory.png" not in collect(Small(mps=False), batches(1), history=[]).figures

@@ -73,7 +73,8 @@ def batch_dim(x: torch.Tensor, batch_size: int) -> int:
 
 
 def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_samples: int = 8,
-            max_values: int = 20000, hist_layers: int = 3, render: bool = True, seed: int = 0) -> Diagnostics:
+            max_values: int = 20000, hist_layers: int = 3, render: bool = True, seed: int = 0,
+            history: list[dict] | None = None) -> Diagnostics:
     """Measure ``model`` on ``batches`` (a list of ``(x, y)``; x as the model takes it, y ``[B]``).
 
     ``loss_fn(logits, y)`` is the training loss (a scalar or a dict with ``"loss"``, averaged over the
@@ -84,8 +85,9 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     T + 1 copies of them). ``max_values``: subsample size per layer and
     timestep for the Wasserstein distance and the histograms. ``render=False`` skips the figures;
     otherwise ``figures`` holds the per-epoch set (accuracy, μ/σ, membrane histograms, gradient
-    flow, firing rates): ``chorus report`` draws the rest (gaps, α, synaptic operations) from the
-    metrics, α trajectories from their history.
+    flow, firing rates, and the α trajectories when ``history`` is given: the training loop's
+    per-epoch metric dicts so far); ``chorus report`` draws the rest (gaps, final α, synaptic
+    operations) from the metrics.
     """
     batches = list(batches)
     if not batches:
@@ -171,5 +173,25 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
         png = figs.membrane_hist_png(samples)
         if png:
             out.figures["membrane_histograms.png"] = png
+        png = figs.alpha_trajectory_png([("run", alpha_history(history, metrics))]) if history is not None else None
+        if png:
+            out.figures["alpha_trajectory.png"] = png
+    return out
+
+
+def alpha_history(history: list[dict], current: dict[str, float]) -> dict[str, list[tuple[float, float]]]:
+    """layer → [(epoch, α)] from the training loop's per-epoch metric dicts (``epoch`` and
+    ``mps/alpha/{layer}``), followed by the current values one epoch after the last."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    last = 0.0
+    for i, m in enumerate(history):
+        epoch = float(m.get("epoch", i + 1))
+        last = max(last, epoch)
+        for k, v in m.items():
+            if k.startswith("mps/alpha/"):
+                out.setdefault(k[len("mps/alpha/"):], []).append((epoch, float(v)))
+    for k, v in current.items():
+        if k.startswith("mps/alpha/"):
+            out.setdefault(k[len("mps/alpha/"):], []).append((last + 1, float(v)))
     return out
 
