@@ -36,8 +36,9 @@ def launch_run(tmp, name, shards, *extra, port=29517):
     return res, params, p
 
 
-def check_ranks(res, params, shards, tmp):
+def check_ranks(res, params, shards, tmp, kind):
     r0, r1 = res
+    assert r0["distributed_type"] == r1["distributed_type"] == kind
     assert r0["batches"] == r1["batches"] > 0                        # both ranks stepped, equally often
     assert r0["steps"] == r1["steps"] == r0["batches"]                  # no accumulation: one step per batch
     assert params[0].keys() == params[1].keys()
@@ -55,7 +56,7 @@ def check_ranks(res, params, shards, tmp):
 
 def test_ddp_two_processes(shards, tmp_path):
     res, params, _ = launch_run(tmp_path, "ddp", shards, port=29521)
-    check_ranks(res, params, shards, tmp_path)
+    check_ranks(res, params, shards, tmp_path, "MULTI_CPU")
 
 
 @pytest.mark.parametrize("stage", [1, 2])
@@ -63,7 +64,7 @@ def test_deepspeed_zero_two_processes_and_resume(shards, tmp_path, stage):
     ds = os.path.join(ROOT, "infra", "deepspeed", f"zero{stage}.json")
     res, params, _ = launch_run(tmp_path, "ds", shards, f"train.deepspeed={ds}", "train.keep_last=3",
                                 port=29530 + stage)
-    check_ranks(res, params, shards, tmp_path)
+    check_ranks(res, params, shards, tmp_path, "DEEPSPEED")
     if stage != 2:
         return
     # resume the epoch-1 checkpoint (ZeRO shards, optimizer, RNG) in a new run folder and finish epoch 2

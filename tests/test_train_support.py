@@ -61,6 +61,6 @@ result = run(load_recipe(sys.argv[2], sys.argv[3:]))
 import torch.distributed as dist
 rank = dist.get_rank() if dist.is_initialized() else 0
 torch.save({k: v.detach().float().clone() for k, v in result["model"].state_dict().items()}, f"{out}/params_rank{rank}.pt")
-json.dump({"batches": result["batches_this_rank"], "steps": result["steps"], "run_id": result["mlflow_run_id"],
+json.dump({"batches": result["batches_this_rank"], "distributed_type": result["distributed_type"], "steps": result["steps"], "run_id": result["mlflow_run_id"],
            "val": result["val"], "test": result["test"]}, open(f"{out}/result_rank{rank}.json", "w"))
 """

@@ -83,11 +83,15 @@ class CheckpointManager:
         name = checkpoint_name(int(state["step"]))
         final = os.path.join(self.root, name)
         tmp = os.path.join(self.root, f".tmp-{name}")
-        if acc.is_main_process and os.path.exists(tmp):
-            shutil.rmtree(tmp)
+        if acc.is_main_process:
+            if os.path.exists(tmp):
+                shutil.rmtree(tmp)
+            os.makedirs(tmp)
         acc.wait_for_everyone()
+        os.makedirs(tmp, exist_ok=True)   # every process writes here (ZeRO shards): a shared folder across nodes
         acc.save_state(tmp)
         weights = acc.get_state_dict(model)  # every process: ZeRO-3 gathers here
+        acc.wait_for_everyone()              # every process has written its files before the rename
         if acc.is_main_process:
             torch.save({k: v.detach().float().cpu() if v.is_floating_point() else v.cpu()
                         for k, v in weights.items()}, os.path.join(tmp, MODEL_FILE))

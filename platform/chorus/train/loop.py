@@ -72,6 +72,8 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
     used_batches = steps_per_epoch * t.grad_accum          # the remainder of an epoch is dropped
     total_steps = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
     scheduler = build_scheduler(optimizer, recipe.schedule, steps_per_epoch, total_steps, recipe.optim.lr)
+    if setup.uses_deepspeed(acc):
+        setup.share_scalar_params(model)
     model, optimizer = acc.prepare(model, optimizer)
     acc.register_for_checkpointing(scheduler)
     raw = acc.unwrap_model(model)
@@ -252,6 +254,8 @@ def _finish(recipe, manifest, acc, raw, tracker, ckpt, run_dir, r: dict, say) ->
         if table:
             say("\n" + table)
         say(f"[chorus] run folder: {run_dir}\n[chorus] {summary['location']}")
+    summary["distributed_type"] = str(acc.distributed_type).split(".")[-1]
+    summary["num_processes"] = acc.num_processes
     summary["history"] = r["history"]
     summary["batches_this_rank"] = r["local_batches"]
     summary["model"] = raw

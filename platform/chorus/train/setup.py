@@ -70,6 +70,9 @@ def make_accelerator(recipe: Recipe):
         from accelerate.utils import DeepSpeedPlugin
 
         plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(recipe, world_size_hint()))
+        # Accelerate ignores DeepSpeed when told "CPU" (ACCELERATE_USE_CPU, set for gloo launches);
+        # DeepSpeed brings its own CPU accelerator, and the gloo backend comes from the handler above.
+        os.environ.pop("ACCELERATE_USE_CPU", None)
     acc = Accelerator(mixed_precision=PRECISIONS[t.precision], gradient_accumulation_steps=t.grad_accum,
                       deepspeed_plugin=plugin, kwargs_handlers=handlers)
     set_seed(t.seed)
@@ -103,6 +106,19 @@ def sync_buffers(model) -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         for b in model.buffers():
             dist.broadcast(b.data, src=0)
+
+
+def share_scalar_params(model) -> None:
+    """DeepSpeed broadcasts parameters as byte views, which 0-dim tensors (the MPS β) cannot give.
+    Broadcast those from rank 0 here and mark them so that DeepSpeed skips them (its marker for
+    parameters it must not broadcast); everything else DeepSpeed handles as usual."""
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if p.dim() == 0:
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                dist.broadcast(p.data.unsqueeze(0), src=0)
+            p.ds_optim_param = True
 
 
 def model_dtype(model) -> torch.dtype:
