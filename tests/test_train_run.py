@@ -156,3 +156,18 @@ def test_existing_run_is_not_overwritten(shards, tmp_path):
         run(load_recipe(QUICKSTART, tiny(shards, str(tmp_path / "run"), tmp_path)))
     assert sorted(os.listdir(tmp_path / "run")) == ["checkpoints"]
     assert (ck / "trainer_state.json").read_text() == '{"epoch": 1, "batch": 0, "step": 7}'
+
+
+@pytest.mark.slow
+def test_diagnostics_every_epoch_are_logged_with_figures(shards, tmp_path):
+    """diagnostics.every > 0: chorus.diagnostics.collect runs at epoch end on validation samples; its
+    metrics land in MLflow at that epoch and its figures under diagnostics/epoch_001/."""
+    recipe = load_recipe(QUICKSTART, tiny(shards, str(tmp_path / "run"), tmp_path, "train.epochs=1",
+                                          "train.max_steps=3", "diagnostics.every=1", "diagnostics.samples=16",
+                                          "train.eval_test=false", "tracking.log_checkpoint=false"))
+    result = run(recipe)
+    c = MlflowClient(recipe.tracking.uri)
+    keys = set(c.get_run(result["mlflow_run_id"]).data.metrics)
+    assert any(k.startswith("membrane/mean_1/") for k in keys) and any(k.startswith("membrane/std_") for k in keys)
+    figs = [a.path for a in c.list_artifacts(result["mlflow_run_id"], "diagnostics/epoch_001")]
+    assert figs and any(p.endswith(".png") for p in figs), figs

@@ -62,7 +62,8 @@ def first_batches(loader, samples: int, time_first: bool = True) -> list:
     return out
 
 
-def run_diagnostics(model, batches, *, loss_kwargs: dict, layers, epoch: int, tracker, step: int) -> dict:
+def run_diagnostics(model, batches, *, loss_kwargs: dict, layers, epoch: int, tracker, step: int,
+                    history: list | None = None) -> dict:
     """Call ``chorus.diagnostics.collect`` if that module exists; log its metrics at ``step`` and its
     figures and tables under ``diagnostics/epoch_{epoch:03d}/``. Returns the metrics ({} when absent)."""
     try:
@@ -73,7 +74,7 @@ def run_diagnostics(model, batches, *, loss_kwargs: dict, layers, epoch: int, tr
     model.eval()
     try:
         d = diagnostics.collect(model, batches, loss_fn=lambda logits, y: ensemble_loss(logits.float(), y, **loss_kwargs),
-                                layers=layers)
+                                layers=layers, history=history)
     finally:
         model.train(was_training)
     tracker.log_metrics(d.metrics, step)

@@ -5,7 +5,8 @@ epochs of explicit steps — forward over T timesteps, ensemble loss ``CE(mean_t
 (DESIGN.md), backward, clip, step — with evaluation, checkpoints and logging at epoch end, and a final
 test evaluation that prints the per-timestep table. Works in one process or under ``accelerate launch``
 (DDP, DeepSpeed ZeRO); callable in-process (Ray Tune passes ``hooks``: ``on_epoch_end(epoch, metrics,
-checkpoint_dir)`` and ``should_stop()``, both on the main process).
+checkpoint_dir)`` and ``should_stop()``, on the main process; ``hooks.all_ranks = True`` calls
+``on_epoch_end`` on every process).
 """
 from __future__ import annotations
 
@@ -196,7 +197,8 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
                 batches = first_batches(components.make_loader(recipe, "val", train=False), dg.samples,
                                         time_first=manifest.get("kind") != "points")
                 metrics.update(run_diagnostics(raw, batches, loss_kwargs=loss_kwargs, layers=dg.layers,
-                                               epoch=epoch + 1, tracker=tracker, step=step))
+                                               epoch=epoch + 1, tracker=tracker, step=step,
+                                               history=history + [dict(metrics)]))
             tracker.log_metrics(metrics, step)
             history.append(metrics)
             if val:
@@ -206,8 +208,8 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
             state = {"epoch": epoch + 1 if done else epoch, "batch": 0 if done else b, "step": step,
                      "samples": samples}
             last_ckpt = ckpt.save(state, model, recipe, val_acc=val.get("acc"))
-            if hooks is not None and main and hasattr(hooks, "on_epoch_end"):
-                hooks.on_epoch_end(epoch, dict(metrics), last_ckpt)
+            if hooks is not None and hasattr(hooks, "on_epoch_end") and (main or getattr(hooks, "all_ranks", False)):
+                hooks.on_epoch_end(epoch, dict(metrics), last_ckpt)   # Ray Train's report wants every rank
             wants_stop = bool(main and hooks is not None and hasattr(hooks, "should_stop") and hooks.should_stop())
             if _broadcast(acc, wants_stop):
                 say(f"[chorus] stopped after epoch {epoch + 1} (hooks.should_stop)")
