@@ -9,7 +9,9 @@ trials reach a rung, which concurrency changes). Printed: Ray start-up time, the
 
 Bar (issue 6): 2 concurrent trials reach at least 1.6x the trials per hour of 1 on a 2-core machine.
 
-    .venv/bin/python bench/tune.py [--shards data/ndigits] [key=value ...]
+    .venv/bin/python bench/tune.py [--shards data/ndigits] [--rounds 1] [key=value ...]
+
+``--rounds R`` repeats the pair (1 then 2 concurrent) R times, interleaved, and reports medians.
 
 Extra ``key=value`` arguments override the search recipe (e.g. ``fixed.train.epochs=1`` for a quick
 look). The shards are made with ``chorus shard datasets/ndigits.yaml`` when the folder is missing.
@@ -21,6 +23,7 @@ import argparse
 import io
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -51,8 +54,7 @@ def one_search(concurrent: int, tmp: str, shards: str, extra: list[str]):
     """Run the quickstart search with ``concurrent`` trials at a time; returns (outcome, wall_s, log)."""
     from chorus.tune import load_search, run_search
 
-    spec = load_search(SEARCH, [f"max_concurrent={concurrent}", "scheduler.type=fifo",
-                                f"name=bench_{concurrent}_concurrent", f"storage_path={tmp}/tune",
+    spec = load_search(SEARCH, [f"max_concurrent={concurrent}", "scheduler.type=fifo", f"storage_path={tmp}/tune",
                                 f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"fixed.data.shards={shards}",
                                 *extra])
     log = io.StringIO()
@@ -64,6 +66,7 @@ def one_search(concurrent: int, tmp: str, shards: str, extra: list[str]):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", default=os.path.join(ROOT, "data", "ndigits"))
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions (medians)")
     parser.add_argument("overrides", nargs="*", help="search-recipe overrides (key=value)")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -73,10 +76,11 @@ def main() -> int:
     try:
         load0 = os.getloadavg()[0]
         startup = ray_startup_seconds()
-        results = {}
-        for concurrent in (1, 2):
-            outcome, wall, log = one_search(concurrent, tmp, shards, args.overrides)
-            results[concurrent] = (outcome, wall, log)
+        runs: dict[int, list] = {1: [], 2: []}
+        for r in range(args.rounds):
+            for concurrent in (1, 2):
+                extra = [f"name=bench_{concurrent}_concurrent_{r}", *args.overrides]
+                runs[concurrent].append(one_search(concurrent, tmp, shards, extra))
         load1 = os.getloadavg()[0]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -86,19 +90,24 @@ def main() -> int:
     head = f"{'concurrent':>10}  {'trials':>6}  {'Ray start s':>11}  {'search s':>9}  {'wall s':>7}  {'trials/hour':>11}"
     print(head)
     print("-" * len(head))
-    tph = {}
-    for concurrent, (outcome, wall, _) in results.items():
-        n = len(outcome.rows)
-        tph[concurrent] = n / outcome.fit_s * 3600.0
-        print(f"{concurrent:>10}  {n:>6}  {outcome.ray_startup_s:>11.2f}  {outcome.fit_s:>9.1f}  {wall:>7.1f}  "
+    tph, walls = {}, {}
+    for concurrent, results in runs.items():
+        n = len(results[0][0].rows)
+        start = statistics.median(o.ray_startup_s for o, _, _ in results)
+        fit = statistics.median(o.fit_s for o, _, _ in results)
+        walls[concurrent] = statistics.median(w for _, w, _ in results)
+        tph[concurrent] = n / fit * 3600.0
+        print(f"{concurrent:>10}  {n:>6}  {start:>11.2f}  {fit:>9.1f}  {walls[concurrent]:>7.1f}  "
               f"{tph[concurrent]:>11.1f}")
     ratio = tph[2] / tph[1]
-    wall_ratio = results[1][1] / results[2][1]
+    wall_ratio = walls[1] / walls[2]
     print(f"trials/hour, 2 concurrent vs 1: {ratio:.2f}x (bar >= 1.6x: {'PASS' if ratio >= 1.6 else 'FAIL'}); "
           f"end-to-end wall time incl. Ray start and reporting: {wall_ratio:.2f}x")
     print(f"load average (1 min) before / after: {load0:.1f} / {load1:.1f} on {os.cpu_count()} CPUs")
+    print(f"(medians of {args.rounds} interleaved round(s); 'search s' is Tuner.fit, 'wall s' adds Ray start-up "
+          f"and the results table, heatmap and MLflow logging)")
     print("\n--- search output, 2 concurrent ---")
-    log = results[2][2]
+    log = runs[2][-1][2]
     print(log[log.find("[chorus tune] results"):].rstrip())
     return 0
 

@@ -248,7 +248,7 @@ def _build(cls, raw: Any, prefix: str, where: str):
         f = fields[name]
         key = prefix + name
         annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        if dataclasses.is_dataclass(annotation) or annotation in _NESTED:
+        if annotation in _NESTED:
             kwargs[name] = _build(_NESTED[annotation], value if value is not None else {}, key + ".", where)
         else:
             kwargs[name] = _check_type(value, annotation, key, where)
