@@ -171,3 +171,14 @@ def test_diagnostics_every_epoch_are_logged_with_figures(shards, tmp_path):
     assert any(k.startswith("membrane/mean_1/") for k in keys) and any(k.startswith("membrane/std_") for k in keys)
     figs = [a.path for a in c.list_artifacts(result["mlflow_run_id"], "diagnostics/epoch_001")]
     assert figs and any(p.endswith(".png") for p in figs), figs
+
+
+def test_gradient_accumulation_steps_once_per_window(shards, tmp_path):
+    """grad_accum=2: one optimizer step (and one logged point, one scheduler step) per 2 batches."""
+    r = run(load_recipe(QUICKSTART, tiny(shards, str(tmp_path / "run"), tmp_path, "train.grad_accum=2",
+                                         "train.max_steps=3", "train.eval_test=false", "tracking.enabled=false",
+                                         "train.grad_clip=1.0")))
+    assert r["steps"] == 3 and r["batches_this_rank"] == 6
+    logged = [x for x in map(json.loads, open(os.path.join(r["run_dir"], "metrics.jsonl"))) if "train/loss" in x]
+    assert [x["step"] for x in logged] == [1, 2, 3]
+    assert all(x["train/loss"] > 0 for x in logged)
