@@ -103,28 +103,32 @@ def test_conv_sops_count_receptive_fields_by_hand():
     assert m[names.ENERGY_ANN_PJ] == pytest.approx(9 * 4.6 + 18 * 9 * 4.6)
 
 
-def test_non_binary_input_after_pooling_counts_as_macs():
-    """Average pooling of spikes feeds fc a non-binary input: its nonzero inputs multiply (MACs).
-    fc0 (identity, 4 × 4 = 16 dense MACs) gives X = (2, 0, 0, 0): spikes (1, 0, 0, 0), pooled in
-    pairs → (0.5, 0): one nonzero input × 3 outputs = 3 MACs."""
+def test_pooled_and_summed_spikes_count_by_magnitude():
+    """Average pooling of spikes feeds fc a non-binary input; it is counted as the spike rate times the
+    connections (the usual SOP count). fc0 (identity, 4 × 4 = 16 dense MACs, first layer) gives
+    X = (2, 0, 2, 2): spikes (1, 0, 1, 1), pooled in pairs → (0.5, 1): (0.5 + 1) × 3 outputs = 4.5 ACs.
+    fc2 gets the sum of the spikes with themselves, (2, 0, 2, 2): 6 × 2 outputs = 12 ACs."""
     class Pooled(nn.Module):
         def __init__(self):
             super().__init__()
             self.fc0 = nn.Linear(4, 4, bias=False)
             self.lif = LIF()
             self.fc = nn.Linear(2, 3)
+            self.fc2 = nn.Linear(4, 2)
             with torch.no_grad():
                 self.fc0.weight.copy_(torch.eye(4))
 
         def forward(self, x):
             s = self.lif(self.fc0(x))
-            return self.fc(nn.functional.avg_pool1d(s, 2))
+            return self.fc(nn.functional.avg_pool1d(s, 2)) + self.fc2(s + s)[..., :1]
 
-    x = torch.tensor([2.0, 0.0, 0.0, 0.0]).view(1, 1, 4)
+    x = torch.tensor([2.0, 0.0, 2.0, 2.0]).view(1, 1, 4)
     m = collect(Pooled(), [(x, torch.zeros(1, dtype=torch.long))], render=False).metrics
-    assert m[names.sop("fc")] == pytest.approx(3)
-    assert m[names.ENERGY_MAC] == pytest.approx(16 + 3)
-    assert m[names.ENERGY_AC] == pytest.approx(0)
+    assert m[names.sop("fc0")] == pytest.approx(16)
+    assert m[names.sop("fc")] == pytest.approx(4.5)
+    assert m[names.sop("fc2")] == pytest.approx(12)
+    assert m[names.ENERGY_MAC] == pytest.approx(16)
+    assert m[names.ENERGY_AC] == pytest.approx(16.5)
 
 
 def test_grouped_strided_conv_events_equal_a_brute_force_count():

@@ -1,15 +1,16 @@
 """Firing rates, synaptic operations and an energy estimate per sample.
 
 The usual 45 nm figures (Horowitz, ISSCC 2014): an accumulate (AC) costs 0.9 pJ, a
-multiply-accumulate (MAC) 4.6 pJ. A spiking layer's synapses only accumulate when an input spike
-arrives, so a synaptic layer (``nn.Linear`` or ``nn.Conv1d/2d/3d``) whose input is binary performs one
-AC per (nonzero input, connected output) pair, counted exactly by running the layer with all-ones
-weights on the mask of nonzero inputs (padding, stride, dilation and groups included; for a
-convolution, on the mask summed over each group's input channels, times its output channels). The first
-synaptic layer sees real-valued data and is counted as dense MACs (output elements × fan-in, the
-usual FLOP count). A later layer whose input is not binary (after average pooling, or a residual sum
-of spikes) multiplies, so its nonzero inputs are counted as MACs. Normalisation, pooling, the spiking
-neurons themselves and attention products of spiking Transformers are not counted.
+multiply-accumulate (MAC) 4.6 pJ. As the issue specifies, the first synaptic layer (``nn.Linear`` or
+``nn.Conv1d/2d/3d``, in execution order) sees real-valued data and is counted as dense MACs (output
+elements × fan-in, the usual FLOP count); every later synaptic layer is driven by spikes and only
+accumulates when one arrives: one AC per (input spike, connected output) pair, counted exactly by
+running the layer with all-ones weights on its input (padding, stride, dilation and groups included;
+for a convolution, on the input summed over each group's input channels, times its output channels).
+An input that is not binary counts by its magnitude: average-pooled spikes (k/4 after a 2×2 pool)
+give the spike rate times the connections — the usual "firing rate × FLOPs" SOP count, which equals
+the exact count on binary input — and a residual sum of two spikes counts as two. Normalisation,
+pooling, the neurons themselves and attention products of spiking Transformers are not counted.
 
 Counts are summed over all T timesteps of one inference and divided by the number of samples.
 ``ann_pj`` is the energy of the same architecture as a non-spiking network run once (every synaptic
@@ -37,27 +38,20 @@ def dense_macs(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
     return out.numel() * fan_in
 
 
-def count_events(module: nn.Module, x: torch.Tensor) -> tuple[int, bool]:
-    """(synaptic events, whether ``x`` is binary): the (nonzero input, connected output) pairs."""
-    x = x.detach()
-    nnz = int(torch.count_nonzero(x).item())
-    binary = nnz == int(torch.count_nonzero(x == 1).item())
+def event_ops(module: nn.Module, x: torch.Tensor) -> float:
+    """Synaptic events: Σ over inputs of |x| × (outputs connected to it); on binary spikes, exactly the
+    (input spike, connected output) pairs."""
+    w = x.detach().float().abs()
     if isinstance(module, nn.Linear):
-        return nnz * module.out_features, binary
-    # Every output channel of a group sees the same inputs: count on the mask summed over the input
+        return float(w.sum(dtype=torch.float64).item()) * module.out_features
+    # Every output channel of a group sees the same inputs: count on the input summed over the input
     # channels of each group, with one all-ones filter per group, then multiply by its output channels.
     g = module.groups
-    mask = x.float() if binary else (x != 0).float()
-    mask_g = mask.unflatten(1, (g, module.in_channels // g)).sum(2)
+    w_g = w.unflatten(1, (g, module.in_channels // g)).sum(2)
     ones = torch.ones((g, 1, *module.kernel_size), dtype=torch.float32, device=x.device)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        counts = module._conv_forward(mask_g, ones, None)
-    return int(round(counts.sum(dtype=torch.float64).item())) * (module.out_channels // g), binary
-
-
-def event_ops(module: nn.Module, x: torch.Tensor) -> int:
-    """Synaptic events triggered by the nonzero inputs ``x`` of ``module``."""
-    return count_events(module, x)[0]
+        counts = module._conv_forward(w_g, ones, None)
+    return float(counts.sum(dtype=torch.float64).item()) * (module.out_channels // g)
 
 
 @dataclass
@@ -65,9 +59,9 @@ class LayerOps:
     """Operations counted for one synaptic layer over the diagnostics subset."""
 
     first: bool
-    ac: int = 0
-    mac: int = 0
-    dense: int = 0  # dense MACs over all timesteps (for the ANN comparison)
+    ac: float = 0.0
+    mac: float = 0.0
+    dense: float = 0.0  # dense MACs over all timesteps (for the ANN comparison)
 
 
 @dataclass
@@ -91,12 +85,8 @@ class OpsCounter:
             rec.dense += dense
             if rec.first:
                 rec.mac += dense
-                return
-            ops, binary = count_events(module, x)
-            if binary:
-                rec.ac += ops
             else:
-                rec.mac += ops
+                rec.ac += event_ops(module, x)
         return fn
 
 
