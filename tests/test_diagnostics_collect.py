@@ -98,5 +98,7 @@ def test_alpha_trajectory_figure_from_the_loop_history():
     history = [{"epoch": 1, "mps/alpha/lif1": 0.41, "val/acc": 0.3}, {"epoch": 2, "mps/alpha/lif1": 0.42}]
     d = collect(Small(), batches(1), history=history)
     assert d.figures["alpha_trajectory.png"].startswith(PNG)
-    assert alpha_history(history, d.metrics)["lif1"] == [(1.0, 0.41), (2.0, 0.42), (3.0, pytest.approx(0.4))]
+    traj = alpha_history(history, d.metrics)
+    assert traj["lif1"] == [(1.0, 0.41), (2.0, 0.42)]          # the loop's history includes this epoch
+    assert traj["lif2"] == [(3.0, pytest.approx(0.5))]          # a layer it does not mention: current α
     assert "alpha_trajectory.png" not in collect(Small(mps=False), batches(1), history=[]).figures

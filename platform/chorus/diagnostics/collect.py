@@ -86,7 +86,7 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     timestep for the Wasserstein distance and the histograms. ``render=False`` skips the figures;
     otherwise ``figures`` holds the per-epoch set (accuracy, μ/σ, membrane histograms, gradient
     flow, firing rates, and the α trajectories when ``history`` is given: the training loop's
-    per-epoch metric dicts so far); ``chorus report`` draws the rest (gaps, final α, synaptic
+    per-epoch metric dicts up to and including this epoch); ``chorus report`` draws the rest (gaps, final α, synaptic
     operations) from the metrics.
     """
     batches = list(batches)
@@ -180,8 +180,9 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
 
 
 def alpha_history(history: list[dict], current: dict[str, float]) -> dict[str, list[tuple[float, float]]]:
-    """layer → [(epoch, α)] from the training loop's per-epoch metric dicts (``epoch`` and
-    ``mps/alpha/{layer}``), followed by the current values one epoch after the last."""
+    """layer → [(epoch, α)] from the training loop's per-epoch metric dicts up to and including this
+    epoch (``epoch`` and ``mps/alpha/{layer}``, as ``chorus.train`` passes them); a layer the history
+    does not mention gets its current α at the epoch after the history's last."""
     out: dict[str, list[tuple[float, float]]] = {}
     last = 0.0
     for i, m in enumerate(history):
@@ -191,7 +192,7 @@ def alpha_history(history: list[dict], current: dict[str, float]) -> dict[str, l
             if k.startswith("mps/alpha/"):
                 out.setdefault(k[len("mps/alpha/"):], []).append((epoch, float(v)))
     for k, v in current.items():
-        if k.startswith("mps/alpha/"):
-            out.setdefault(k[len("mps/alpha/"):], []).append((last + 1, float(v)))
+        if k.startswith("mps/alpha/") and k[len("mps/alpha/"):] not in out:
+            out[k[len("mps/alpha/"):]] = [(last + 1, float(v))]
     return out
 
