@@ -80,6 +80,8 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
     raw = acc.unwrap_model(model)
     deepspeed = setup.uses_deepspeed(acc)
     in_dtype = setup.model_dtype(raw) if deepspeed else None
+    if in_dtype is not None:
+        setup.match_buffers(raw, in_dtype)
     from chorus.models import mps_layers
 
     alpha_layers = mps_layers(raw)
