@@ -73,13 +73,13 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
     used_batches = steps_per_epoch * t.grad_accum          # the remainder of an epoch is dropped
     total_steps = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
     scheduler = build_scheduler(optimizer, recipe.schedule, steps_per_epoch, total_steps, recipe.optim.lr)
-    if setup.uses_deepspeed(acc):
+    deepspeed = setup.uses_deepspeed(acc)
+    if deepspeed:
         setup.share_scalar_params(model)
     model, optimizer = acc.prepare(model, optimizer)
     acc.register_for_checkpointing(scheduler)
     raw = acc.unwrap_model(model)
-    deepspeed = setup.uses_deepspeed(acc)
-    in_dtype = setup.model_dtype(raw) if deepspeed else None
+    in_dtype = setup.model_dtype(raw) if deepspeed else None   # DeepSpeed bf16/fp16 casts the model itself
     if in_dtype is not None:
         setup.match_buffers(raw, in_dtype)
     from chorus.models import mps_layers
