@@ -119,7 +119,7 @@ def test_run_continues_when_the_server_stops_midway(server, tmp_path, tmp_path_f
     from mlflow.tracking import MlflowClient
 
     shards = small_shards(tmp_path_factory)
-    epochs = 4
+    epochs = 3
     svc, run_dir = _train(tmp_path, shards, server.uri, "server-lost", epochs=epochs)
     client = MlflowClient(tracking_uri=server.uri)
     paused = []
