@@ -93,11 +93,13 @@ def main() -> None:
     tracker = Tracker(uri=f"sqlite:///{tmp}/mlflow.db", experiment="bench-diagnostics", local_dir=tmp)
     tracker.start("bench", {})
     calls = {"n": 0}
+    history: list[dict] = []
     parts = {"read validation samples": [], "collect (measurements)": [], "figures": [], "log to MLflow": []}
 
     def diagnostics():
         """What the loop does at a diagnostics epoch (run_diagnostics), timed part by part."""
         from chorus.diagnostics import collect, figures
+        from chorus.diagnostics.collect import alpha_history
 
         calls["n"] += 1
         c0 = time.process_time()
@@ -108,6 +110,8 @@ def main() -> None:
         c2 = time.process_time()
         pngs = figures.all_pngs([("run", d.metrics)], only=figures.EPOCH_FIGURES)
         pngs["membrane_histograms.png"] = figures.membrane_hist_png(d.samples)
+        history.append({"epoch": calls["n"], **{k: v for k, v in d.metrics.items() if k.startswith("mps/alpha/")}})
+        pngs["alpha_trajectory.png"] = figures.alpha_trajectory_png([("run", alpha_history(history, d.metrics))])
         c3 = time.process_time()
         tracker.log_metrics(d.metrics, calls["n"])
         with tempfile.TemporaryDirectory() as out:
