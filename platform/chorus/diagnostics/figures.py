@@ -79,8 +79,10 @@ def membrane_stats_png(runs) -> bytes | None:
     data = [(label, extract.membrane(m, "v_prev"), extract.membrane(m, "h_tilde")) for label, m in runs]
     if not any(v or h for _, v, h in data):
         return None
-    fig, axes = _figure(10, 6.5, 2, 2, bottom_in=1.1, left=0.07, wspace=0.2, hspace=0.35)
     multi = len(runs) > 1
+    n_lines = sum(len(v) for _, v, _ in data)
+    rows = -(-n_lines // (2 if multi else 4))
+    fig, axes = _figure(10, 6.5, 2, 2, bottom_in=0.55 + 0.17 * rows, left=0.07, wspace=0.2, hspace=0.35)
     panels = [(0, "mean", "μ of V(t−1)"), (0, "std", "σ of V(t−1)"),
               (1, "mean", "μ of H~(t)"), (1, "std", "σ of H~(t)")]
     for i, (label, v_stats, h_stats) in enumerate(data):
@@ -94,7 +96,7 @@ def membrane_stats_png(runs) -> bytes | None:
             ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles and len(handles) <= 16:
-        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
+        fig.legend(handles, labels, loc="lower center", ncol=2 if multi else 4, fontsize=7)
     return _png(fig)
 
 
