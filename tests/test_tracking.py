@@ -114,3 +114,10 @@ def test_server_dying_mid_run_loses_nothing_already_logged(tmp_path):
     assert [m.value for m in kept] == [0.0, 1.0, 2.0]
     local = [json.loads(x)["m"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert local == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_resume_of_a_run_missing_from_the_store_starts_a_new_one(tmp_path):
+    err = io.StringIO()
+    tr = Tracker(uri=sqlite_uri(tmp_path), experiment="e", stream=err)
+    rid = tr.start("r", {"x": 1}, resume_run_id="0" * 32)
+    assert rid and rid != "0" * 32 and "starting a new run" in err.getvalue() and not tr.failed

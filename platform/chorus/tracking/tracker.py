@@ -57,9 +57,13 @@ class Tracker:
             else:
                 self.experiment_id = exp.experiment_id
             if resume_run_id:
-                self.client.update_run(resume_run_id, status="RUNNING")
-                self.run_id = resume_run_id
-                return self.run_id
+                try:
+                    self.client.update_run(resume_run_id, status="RUNNING")
+                    self.run_id = resume_run_id
+                    return self.run_id
+                except Exception as e:  # noqa: BLE001 - e.g. resumed against another store: start afresh
+                    print(f"[chorus] MLflow run {resume_run_id} not found at {self.uri} ({type(e).__name__}); "
+                          f"starting a new run", file=self.stream, flush=True)
             all_tags = dict(tags or {})
             if parent_run_id:
                 all_tags["mlflow.parentRunId"] = parent_run_id
