@@ -24,6 +24,7 @@ from chorus.tune.space import num_trials, param_space, search_keys
 from chorus.tune.spec import SearchRecipe, SearchRecipeError
 
 STATE_FILE = "chorus_search.json"
+DRIVER_CPU = 0.01     # CPU reserved by a distributed trial's driver (resources.workers > 1)
 
 
 @dataclass
@@ -57,8 +58,9 @@ def _trainable(spec: SearchRecipe, ctx: dict):
 
     res = spec.resources
     if res.workers > 1:
-        # The trial itself only drives a TorchTrainer; its workers hold the CPUs and GPUs.
-        return tune.with_resources(tune.with_parameters(run_distributed_trial, ctx=ctx), {"cpu": 0})
+        # The trial itself only drives a TorchTrainer, whose workers hold the CPUs and GPUs; Ray wants
+        # a non-empty request for the driver, so it asks for a sliver of a CPU.
+        return tune.with_resources(tune.with_parameters(run_distributed_trial, ctx=ctx), {"cpu": DRIVER_CPU})
     return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": res.cpus, "gpu": res.gpus})
 
 

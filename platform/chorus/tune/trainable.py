@@ -194,6 +194,9 @@ def _worker_loop(cfg: dict) -> None:
     ctx = cfg["ctx"]
     _set_threads(ctx["cpus"])
     _enter_cwd(ctx)
+    if not float(ctx.get("gpus") or 0):
+        # Accelerate treats a CPU process group (gloo, set up by Ray Train) as one only when told so.
+        os.environ["ACCELERATE_USE_CPU"] = "1"
     context = train.get_context()
     rank = context.get_world_rank()
     if context.get_local_rank() == 0:          # one copy per node, then everyone resumes from it
