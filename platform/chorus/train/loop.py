@@ -25,7 +25,7 @@ from chorus.train import components, rundir, setup
 from chorus.train.checkpoint import CheckpointManager
 from chorus.train.evaluate import alpha_values, evaluate, first_batches, run_diagnostics
 from chorus.train.metrics import prefixed, timestep_table
-from chorus.train.optim import build_optimizer, build_scheduler
+from chorus.train.optim import build_optimizer, build_scheduler, rebase_lr
 from chorus.tracking import NullTracker, Tracker
 
 
@@ -96,6 +96,9 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
         state.update(ckpt.load(resume_from))
         say(f"[chorus] resumed from {resume_from} (epoch {state['epoch'] + 1}, batch {state['batch']}, "
             f"step {state['step']})")
+        saved_lr = rebase_lr(optimizer, scheduler, recipe.optim.lr)   # chorus tune's PBT perturbs optim.lr
+        if saved_lr is not None:
+            say(f"[chorus] learning rate: optim.lr={recipe.optim.lr:g} replaces the checkpoint's {saved_lr:g}")
 
     # ---- tracking (main process only) -----------------------------------------------------------------
     tracker = NullTracker()

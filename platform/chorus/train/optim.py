@@ -58,3 +58,21 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps
     """A ``LambdaLR`` stepped once per optimizer step by the loop."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch, total_steps, base_lr))
+
+
+def rebase_lr(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, lr: float) -> float | None:
+    """After a resume, make ``lr`` (the recipe's ``optim.lr``) the base learning rate, keeping the
+    schedule's current factor; returns the base rate the checkpoint had, or None when unchanged.
+
+    Population-based training (``chorus tune``, scheduler pbt) resumes a trial from another trial's
+    checkpoint with a perturbed ``optim.lr``: the recipe must win over the rate saved with the optimizer."""
+    saved = list(scheduler.base_lrs)
+    if all(math.isclose(b, lr, rel_tol=1e-9) for b in saved):
+        return None
+    scheduler.base_lrs = [lr for _ in saved]
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return saved[0]
