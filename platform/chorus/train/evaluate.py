@@ -64,8 +64,9 @@ def first_batches(loader, samples: int, time_first: bool = True) -> list:
 
 def run_diagnostics(model, batches, *, loss_kwargs: dict, layers, epoch: int, tracker, step: int,
                     history: list | None = None) -> dict:
-    """Call ``chorus.diagnostics.collect`` if that module exists; log its metrics at ``step`` and its
-    figures and tables under ``diagnostics/epoch_{epoch:03d}/``. Returns the metrics ({} when absent)."""
+    """Call ``chorus.diagnostics.collect`` if that module exists; log its figures and tables under
+    ``diagnostics/epoch_{epoch:03d}/``. Returns the metrics ({} when absent), which the loop logs at
+    ``step`` with the rest of the epoch's metrics (logging them here too recorded every value twice)."""
     try:
         from chorus import diagnostics
     except ImportError:
@@ -77,7 +78,6 @@ def run_diagnostics(model, batches, *, loss_kwargs: dict, layers, epoch: int, tr
                                 layers=layers, history=history)
     finally:
         model.train(was_training)
-    tracker.log_metrics(d.metrics, step)
     folder = f"diagnostics/epoch_{epoch:03d}"
     with tempfile.TemporaryDirectory() as tmp:
         for name, png in (d.figures or {}).items():
