@@ -76,9 +76,28 @@ def make_accelerator(recipe: Recipe):
     acc = Accelerator(mixed_precision=PRECISIONS[t.precision], gradient_accumulation_steps=t.grad_accum,
                       deepspeed_plugin=plugin, kwargs_handlers=handlers)
     set_seed(t.seed)
+    if acc.device.type == "cpu":
+        cpu_threads(acc)
     if t.deterministic and acc.device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     return acc
+
+
+def cpu_threads(acc) -> int:
+    """Torch threads per CPU process when OMP_NUM_THREADS is not set: this process's share of the cores
+    minus one left to the data reader's threads (at least one). OpenMP threads that compete with the
+    reader, or with other processes, spin at their barriers: on 2 shared cores 2 torch threads trained
+    the quickstart 3-10x slower than 1 (README, "Training")."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes if acc.num_processes > 1 else 1))
+    n = max(1, cores // max(1, local) - 1)
+    torch.set_num_threads(n)
+    return n
 
 
 def release(acc) -> None:
