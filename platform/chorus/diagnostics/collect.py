@@ -82,12 +82,12 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     (or ``(name, LIF)`` pairs) of the spiking layers whose membrane statistics and gradient flow are
     measured (default: all); firing rates and energy always cover the whole model. ``grad_samples``:
     samples used for the gradient flow (0 turns it off; it costs a forward and backward pass over
-    T + 1 copies of them). ``max_values``: subsample size per layer and
-    timestep for the Wasserstein distance and the histograms. ``render=False`` skips the figures;
-    otherwise ``figures`` holds the per-epoch set (accuracy, μ/σ, membrane histograms, gradient
-    flow, firing rates, and the α trajectories when ``history`` is given: the training loop's
-    per-epoch metric dicts up to and including this epoch); ``chorus report`` draws the rest (gaps, final α, synaptic
-    operations) from the metrics.
+    T + 1 copies of them). ``max_values``: subsample size per layer and timestep for the
+    Wasserstein distance and the histograms. ``render=False`` skips the figures; otherwise
+    ``figures`` holds the per-epoch set (accuracy, μ/σ, membrane histograms, gradient flow, firing
+    rates, and the α trajectories when ``history`` is given: the training loop's per-epoch metric
+    dicts up to and including this epoch); ``chorus report`` draws the rest (gaps, final α,
+    synaptic operations) from the metrics.
     """
     batches = list(batches)
     if not batches:
