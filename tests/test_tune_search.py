@@ -187,3 +187,28 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
     second = sorted(before)[1]
     iterations = [json.loads(line)["training_iteration"] for line in _lines(exp / second / "result.json")]
     assert iterations == [1, 2]                                            # continued from its checkpoint
+
+
+def test_pbt_clones_a_checkpoint_and_trains_on_with_the_perturbed_learning_rate(tmp_path, shards, ray_address):
+    """Synchronous PBT over optim.lr (constant schedule, perturbation every epoch of 3): the weaker trial
+    continues from the stronger one's checkpoint with a perturbed rate, and its training uses that rate."""
+    spec = load_search(SEARCH, _overrides(
+        tmp_path, shards, "space.optim.lr=grid [0.0003, 0.01]", "space.loss.gamma=grid [0]",
+        "space.neuron.alpha_init=grid [0.2]", "fixed.schedule.name=constant", "fixed.schedule.warmup_epochs=0",
+        "fixed.train.log_every=5", "scheduler.type=pbt", "scheduler.perturbation_interval=1",
+        "scheduler.quantile_fraction=0.5", "scheduler.resample_probability=0", "scheduler.synch=true",
+        "scheduler.mutations.optim.lr=loguniform [0.0001, 0.05]"))
+    out = run_search(spec)
+    assert [r["status"] for r in out.rows] == ["completed", "completed"]
+    exploited = []
+    for row in out.rows:
+        logged = [json.loads(line) for line in _lines(os.path.join(out.experiment_dir, row["trial_id"], "run",
+                                                                    "metrics.jsonl"))]
+        rates = [m["train/lr"] for m in logged if "train/lr" in m]          # what the optimizer used
+        if len(set(rates)) > 1:
+            exploited.append(row["trial_id"])
+            assert rates[-1] == pytest.approx(row["optim.lr"], rel=1e-6)    # the trial's final rate won
+            assert row["optim.lr"] not in (0.0003, 0.01)                    # perturbed (x0.8 or x1.2)
+    assert exploited, "PBT never exploited"
+    _, _, children = _children(f"sqlite:///{tmp_path / 'mlflow.db'}", out.parent_run_id)
+    assert sorted(c.data.tags["chorus.tune.trial_id"] for c in children) == sorted(r["trial_id"] for r in out.rows)

@@ -41,7 +41,8 @@ def trial_rows(spec: SearchRecipe, results: Iterable, epochs: int) -> list[dict]
         else:
             status = "completed"
         pick = max if spec.mode == "max" else min
-        row = {"trial_id": metrics.get("trial_id") or _trial_id_from_path(r.path),
+        # The trial folder is named after the trial id (a PBT clone's metrics may carry its donor's id).
+        row = {"trial_id": _trial_id_from_path(r.path) if r.path else metrics.get("trial_id"),
                "status": status, "epochs": reported}
         row.update(trial_values(spec, config))
         row[f"{spec.metric} (last)"] = history[-1] if history else None

@@ -28,5 +28,6 @@ def make_scheduler(spec: SearchRecipe, epochs: int):
             hyperparam_mutations=mutations(spec),
             quantile_fraction=float(sched.quantile_fraction),
             resample_probability=float(sched.resample_probability),
+            synch=bool(sched.synch),
         )
     return FIFOScheduler()

@@ -57,7 +57,8 @@ class SchedulerSpec:
     """Trial scheduler. ``asha``: stop weak trials at rungs ``grace_period·reduction_factor^k`` epochs
     (``max_t`` defaults to the trials' ``train.epochs``). ``pbt``: every ``perturbation_interval``
     epochs the bottom ``quantile_fraction`` of trials copy a top trial's checkpoint and perturb the
-    ``mutations`` keys (default: ``optim.lr``). ``fifo``: run every trial to the end."""
+    ``mutations`` keys (default: ``optim.lr``); ``synch`` waits for every trial to reach the interval
+    before exploiting (clones then come from the same epoch). ``fifo``: run every trial to the end."""
 
     type: str = "asha"
     grace_period: int = 1
@@ -67,6 +68,7 @@ class SchedulerSpec:
     mutations: dict = field(default_factory=dict)
     quantile_fraction: float = 0.25
     resample_probability: float = 0.25
+    synch: bool = False
 
 
 @dataclass

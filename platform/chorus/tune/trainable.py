@@ -38,8 +38,10 @@ class TuneHooks:
     ``report`` is ``ray.tune.report`` in a plain trial and ``ray.train.report`` in a Ray Train worker;
     ``checkpoint_cls`` the matching ``Checkpoint`` class."""
 
-    def __init__(self, metric: str, report: Callable, checkpoint_cls, rank: int = 0, all_ranks: bool = False):
+    def __init__(self, metric: str, report: Callable, checkpoint_cls, rank: int = 0, all_ranks: bool = False,
+                 epochs: Optional[int] = None):
         self.metric = metric
+        self.epochs = epochs
         self.report = report
         self.checkpoint_cls = checkpoint_cls
         self.rank = rank
@@ -57,6 +59,10 @@ class TuneHooks:
         if bad:
             raise TrialFailed(f"non-finite {', '.join(bad)} at epoch {epoch}")
         numbers.setdefault("epoch", float(epoch + 1))     # epochs done (the loop's epoch is 0-based)
+        if self.epochs is not None and epoch + 1 >= self.epochs:
+            # The last epoch: Ray ends the trial without asking the scheduler (PBT would otherwise
+            # clone another trial's final checkpoint into this one, leaving it nothing to train).
+            numbers["done"] = True
         checkpoint = None
         if self.rank == 0 and checkpoint_dir and os.path.isdir(checkpoint_dir):
             checkpoint = self.checkpoint_cls.from_directory(checkpoint_dir)
@@ -152,7 +158,7 @@ def run_trial(config: dict, ctx: dict) -> None:
     values = trial_values_from_keys(ctx["keys"], config)
     resume = restore_checkpoint(out_dir, tune.get_checkpoint())
     recipe = trial_recipe(ctx, values, trial_id, out_dir, resume)
-    train_run(recipe, hooks=TuneHooks(ctx["metric"], tune.report, tune.Checkpoint))
+    train_run(recipe, hooks=TuneHooks(ctx["metric"], tune.report, tune.Checkpoint, epochs=recipe.train.epochs))
 
 
 def run_distributed_trial(config: dict, ctx: dict) -> None:
@@ -205,7 +211,8 @@ def _worker_loop(cfg: dict) -> None:
         dist.barrier()
     resume = _local_checkpoint(cfg["out_dir"])
     recipe = trial_recipe(ctx, cfg["values"], cfg["trial_id"], cfg["out_dir"], resume)
-    hooks = TuneHooks(ctx["metric"], train.report, train.Checkpoint, rank=rank, all_ranks=True)
+    hooks = TuneHooks(ctx["metric"], train.report, train.Checkpoint, rank=rank, all_ranks=True,
+                      epochs=recipe.train.epochs)
     train_run(recipe, hooks=hooks)
 
 
