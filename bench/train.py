@@ -81,6 +81,8 @@ def step_overhead(shards: str, rounds: int) -> tuple[float, float]:
             loss.backward()
             opt.step()
         steps[method] = step
+    if not os.environ.get("OMP_NUM_THREADS"):          # the loop's CPU thread policy (train/setup.py)
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))
     med = interleaved_medians(steps, rounds=rounds, warmup=3)
     return med["MPS+TASG"], med["vanilla"]
 
