@@ -9,6 +9,7 @@ its own run: :class:`ChildRunCloser` (a Ray Tune callback on the driver) ends it
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 TRIAL_TAG = "chorus.tune.trial_id"
@@ -70,6 +71,29 @@ class SearchRuns:
             if label:
                 self.tracker.client.set_tag(run.info.run_id, STATUS_TAG, label)
 
+    def add_missing_tables(self, last_metrics: dict[str, dict]) -> int:
+        """Give every child run without ``per_timestep.md`` (a trial Ray stopped before the loop could
+        write it) the per-timestep table of its last reported epoch; ``last_metrics`` maps trial id to
+        its last metrics. Returns how many tables were added."""
+        added = 0
+        for run in self.children():
+            trial_id = run.data.tags.get(TRIAL_TAG) or run.info.run_name
+            metrics = last_metrics.get(trial_id)
+            if not metrics:
+                continue
+            names = {a.path for a in self.tracker.client.list_artifacts(run.info.run_id)}
+            if "per_timestep.md" in names:
+                continue
+            val = {k[len("val/"):]: float(v) for k, v in metrics.items()
+                   if k.startswith("val/") and isinstance(v, (int, float))}
+            if not any(k.startswith("acc_step_") for k in val):
+                continue
+            title = f"{trial_id}: val accuracy per timestep at epoch {int(metrics.get('epoch', 0))} (last reported)"
+            self.tracker.client.log_text(run.info.run_id, timestep_markdown(val, title) + "\n", "per_timestep.md")
+            self.tracker.client.log_text(run.info.run_id, json.dumps(val, indent=1), "per_timestep.json")
+            added += 1
+        return added
+
     def log_metrics(self, metrics: dict[str, float]) -> None:
         self.tracker.log_metrics(metrics, step=0)
 
@@ -81,6 +105,20 @@ class SearchRuns:
 
     def end(self, status: str = "FINISHED") -> None:
         self.tracker.end(status)
+
+
+def timestep_markdown(val: dict[str, float], title: str) -> str:
+    """Markdown table of ``acc_step_t`` (each timestep alone) and ``acc_first_k`` (anytime) in %."""
+    T = sum(1 for k in val if k.startswith("acc_step_"))
+    cols = range(1, T + 1)
+    return "\n".join([
+        f"**{title}**",
+        "| k / t | " + " | ".join(str(t) for t in cols) + " |",
+        "|---|" + "---|" * T,
+        "| acc of step t alone | " + " | ".join(f"{100 * val.get(f'acc_step_{t}', float('nan')):.2f}" for t in cols) + " |",
+        "| acc of first k (anytime) | " + " | ".join(f"{100 * val.get(f'acc_first_{t}', float('nan')):.2f}" for t in cols) + " |",
+        f"\nensemble accuracy (mean of all {T} outputs): {100 * val.get('acc', float('nan')):.2f}%",
+    ])
 
 
 def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: str, label: str) -> None:

@@ -161,6 +161,12 @@ def _fit(spec, ctx, exp_dir, epochs, uri, parent_id, resume, retry_failed):
     return tuner.fit()
 
 
+def _last_metrics(results, rows: list) -> list:
+    """Each row's trial's last reported metrics (rows and results matched by trial folder)."""
+    by_dir = {os.path.basename(str(r.path).rstrip("/")): (r.metrics or {}) for r in results}
+    return [by_dir.get(str(row["trial_id"]), {}) for row in rows]
+
+
 def _unfinished(exp_dir: str, expected: int) -> tuple[set, int]:
     """Trials the saved experiment state holds as neither terminated nor errored, and how many trials
     were never created: both non-empty/non-zero only for an interrupted search. (Read from the state
@@ -208,6 +214,7 @@ def _finish(spec, results, epochs, exp_dir, runs: SearchRuns, stream, fit_s, sta
             runs.log_artifact(path)
     runs.close_open_children()
     runs.label_children({str(r["trial_id"]): r["status"] for r in rows})
+    runs.add_missing_tables({str(r["trial_id"]): last for r, last in zip(rows, _last_metrics(results, rows))})
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped", "failed", "unfinished")}
     runs.log_metrics({f"trials/{k}": float(v) for k, v in counts.items()})
     print(f"trials: {counts['completed']} completed, {counts['stopped']} stopped early, "
