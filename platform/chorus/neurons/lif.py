@@ -72,7 +72,8 @@ class LIF(nn.Module):
         self.record_states = False
         self.last_states: LIFStates | None = None
         if mps:
-            self.beta = nn.Parameter(torch.tensor(math.log(alpha_init / (1.0 - alpha_init))))
+            # one learnable scalar, stored as shape [1]: DeepSpeed ZeRO-3 cannot partition 0-dim parameters
+            self.beta = nn.Parameter(torch.full((1,), math.log(alpha_init / (1.0 - alpha_init))))
         else:
             self.register_parameter("beta", None)
 
@@ -82,7 +83,7 @@ class LIF(nn.Module):
 
     @property
     def alpha(self) -> torch.Tensor:
-        """The current smoothing coefficient α = sigmoid(β) (0 for a vanilla LIF)."""
+        """The current smoothing coefficient α = sigmoid(β), shape [1] (a 0-dim 0 for a vanilla LIF)."""
         if self.beta is None:
             return torch.zeros(())
         return torch.sigmoid(self.beta)
