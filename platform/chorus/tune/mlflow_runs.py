@@ -53,7 +53,7 @@ class SearchRuns:
     def close_child(self, trial_id: str, status: str, label: str) -> None:
         """End trial ``trial_id``'s child run if it is still RUNNING (``status`` FINISHED/FAILED/KILLED)
         and tag it ``chorus.tune.status = label``."""
-        close_child(self.uri, self.run_id, trial_id, status, label)
+        close_child(self.uri, self.run_id, trial_id, status, label, client=self.tracker.client)
 
     def close_open_children(self) -> int:
         """End every child run still RUNNING (as KILLED); returns how many."""
@@ -121,13 +121,15 @@ def timestep_markdown(val: dict[str, float], title: str) -> str:
     ])
 
 
-def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: str, label: str) -> None:
+def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: str, label: str,
+                client=None) -> None:
     """End the RUNNING child run of ``parent_run_id`` whose trial is ``trial_id``; tag its label."""
     if not parent_run_id:
         return
-    from mlflow.tracking import MlflowClient
+    if client is None:
+        from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
+        client = MlflowClient(tracking_uri=uri)
     parent = client.get_run(parent_run_id)
     runs = client.search_runs(
         [parent.info.experiment_id],
@@ -153,6 +155,10 @@ class ChildRunCloser(_tune_callback_base()):
     def __init__(self, uri: str, parent_run_id: Optional[str]):
         self.uri = uri
         self.parent_run_id = parent_run_id
+        self._client = None          # made on first use, never pickled
+
+    def __getstate__(self):
+        return {"uri": self.uri, "parent_run_id": self.parent_run_id, "_client": None}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial, "FINISHED", "ended")
@@ -162,6 +168,10 @@ class ChildRunCloser(_tune_callback_base()):
 
     def _close(self, trial, status: str, label: str) -> None:
         try:
-            close_child(self.uri, self.parent_run_id, trial.trial_id, status, label)
+            if self._client is None and self.parent_run_id:
+                from mlflow.tracking import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.uri)
+            close_child(self.uri, self.parent_run_id, trial.trial_id, status, label, client=self._client)
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop the search
             print(f"[chorus tune] could not close the MLflow run of trial {trial.trial_id}: {exc}")
