@@ -201,6 +201,8 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
             if main and dg.every and ((epoch + 1) % dg.every == 0 or epoch + 1 == t.epochs) and val:
                 batches = first_batches(components.make_loader(recipe, "val", train=False), dg.samples,
                                         time_first=manifest.get("kind") != "points")
+                # the model's device and input dtype (DeepSpeed bf16/fp16 casts the weights themselves)
+                batches = [(x.to(acc.device, dtype=in_dtype or x.dtype), y.to(acc.device)) for x, y in batches]
                 metrics.update(run_diagnostics(raw, batches, loss_kwargs=loss_kwargs, layers=dg.layers,
                                                epoch=epoch + 1, tracker=tracker, step=step,
                                                history=history + [dict(metrics)]))
