@@ -5,7 +5,9 @@ Runs the quickstart search (``recipes/search/quickstart_gamma_alpha.yaml``: 3 x 
 instance with 2 CPUs: once with ``max_concurrent=1``, once with ``max_concurrent=2``. Both runs use the
 FIFO scheduler, so that they do exactly the same work (ASHA's early stops depend on the order in which
 trials reach a rung, which concurrency changes). Printed: Ray start-up time, the search's wall time
-(Ray running, ``Tuner.fit``) and trials per hour for each, and the ratio of trials per hour.
+(Ray running, ``Tuner.fit``) and trials per hour for each, the ratio of trials per hour, and, measured
+in the same run, the machine's own ceiling: the throughput of 2 independent single-threaded torch
+processes relative to 1 (on a shared VM this is well below 2).
 
 Bar (issue 6): 2 concurrent trials reach at least 1.6x the trials per hour of 1 on a 2-core machine.
 
@@ -50,6 +52,34 @@ def ray_startup_seconds() -> float:
         return info["startup_s"]
 
 
+def _spin(n: int) -> tuple[float, float]:
+    """One single-threaded torch compute job (matmuls); returns its (start, end) wall clock."""
+    import torch
+
+    torch.set_num_threads(1)
+    a = torch.randn(256, 256)
+    t0 = time.time()
+    for _ in range(n):
+        a = torch.tanh(a @ a * 0.01)
+    return t0, time.time()
+
+
+def machine_ceiling(n: int = 4000, rounds: int = 3) -> float:
+    """Throughput of 2 independent single-threaded torch processes relative to 1 on this machine
+    (median of interleaved rounds): the most that 2 concurrent trials could reach, Ray aside."""
+    import multiprocessing as mp
+
+    ratios = []
+    with mp.get_context("fork").Pool(2) as pool:
+        for _ in range(rounds):
+            start, end = pool.apply(_spin, (n,))
+            one = end - start
+            spans = pool.map(_spin, [n, n])
+            two = max(e for _, e in spans) - min(s for s, _ in spans)
+            ratios.append(2 * one / two)
+    return statistics.median(ratios)
+
+
 def one_search(concurrent: int, tmp: str, shards: str, extra: list[str]):
     """Run the quickstart search with ``concurrent`` trials at a time; returns (outcome, wall_s, log)."""
     from chorus.tune import load_search, run_search
@@ -81,6 +111,7 @@ def main() -> int:
             for concurrent in (1, 2):
                 extra = [f"name=bench_{concurrent}_concurrent_{r}", *args.overrides]
                 runs[concurrent].append(one_search(concurrent, tmp, shards, extra))
+        ceiling = machine_ceiling()
         load1 = os.getloadavg()[0]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -103,6 +134,8 @@ def main() -> int:
     wall_ratio = walls[1] / walls[2]
     print(f"trials/hour, 2 concurrent vs 1: {ratio:.2f}x (bar >= 1.6x: {'PASS' if ratio >= 1.6 else 'FAIL'}); "
           f"end-to-end wall time incl. Ray start and reporting: {wall_ratio:.2f}x")
+    print(f"machine ceiling, same run: 2 independent 1-thread torch processes reach {ceiling:.2f}x the "
+          f"throughput of 1 (chorus tune reaches {ratio / ceiling:.0%} of that)")
     print(f"load average (1 min) before / after: {load0:.1f} / {load1:.1f} on {os.cpu_count()} CPUs")
     print(f"(medians of {args.rounds} interleaved round(s); 'search s' is Tuner.fit, 'wall s' adds Ray start-up "
           f"and the results table, heatmap and MLflow logging)")
