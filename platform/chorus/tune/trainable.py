@@ -2,10 +2,10 @@
 
 A trial's recipe is the base training recipe with, in order, the trial defaults below, the search
 recipe's ``fixed`` overrides, the trial's sampled values and the trial's bookkeeping (MLflow parent run
-and run name, output folder inside the Ray trial folder, the checkpoint to resume from), all as
-``key.sub=value`` overrides. :class:`TuneHooks` reports every epoch's metrics and checkpoint to Ray
-Tune; a non-finite loss or metric raises, so that Ray marks the trial failed (and retries it from its
-last checkpoint up to ``max_failures``).
+and run name, the run folder ``{storage_path}/{name}/{trial id}/run``, the checkpoint to resume from),
+all as ``key.sub=value`` overrides. :class:`TuneHooks` reports every epoch's metrics and checkpoint to
+Ray Tune. A non-finite loss (the loop's ``NonFiniteLoss``) or metric raises, so that Ray marks the
+trial failed and retries it from its last checkpoint up to ``max_failures`` times.
 
 With ``resources.workers > 1`` the trial runs the same loop under Ray Train's ``TorchTrainer`` on that
 many workers (:func:`run_distributed_trial`); rank 0's reports reach Ray Tune.
