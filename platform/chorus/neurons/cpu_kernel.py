@@ -112,6 +112,27 @@ def _map(fn, ranges):
     return list(_pool.map(lambda r: fn(*r), ranges))
 
 
+_HUGE = 1 << 21
+_MADV_HUGEPAGE = 14
+_libc = None
+
+
+def _empty(like: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like`` whose 2 MiB-aligned interior is advised onto transparent huge pages: the
+    first touch of a fresh 16 MiB output then costs 8 page faults instead of 4096."""
+    global _libc
+    t = torch.empty_like(like)
+    nbytes = t.numel() * t.element_size()
+    if nbytes >= 2 * _HUGE and sys.platform.startswith("linux"):
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        start = (t.data_ptr() + _HUGE - 1) & ~(_HUGE - 1)
+        end = (t.data_ptr() + nbytes) & ~(_HUGE - 1)
+        if end > start:
+            _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_HUGEPAGE)
+    return t
+
+
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -120,9 +141,9 @@ def forward(x: torch.Tensor, v0: torch.Tensor | None, p: LIFParams, alpha: float
             want_vprev: bool):
     """x: float32 contiguous [T, N]. Returns (spikes, h_tilde, v_prev or None)."""
     T, N = x.shape
-    s = torch.empty_like(x)
-    hs = torch.empty_like(x)
-    vp = torch.empty_like(x) if want_vprev else None
+    s = _empty(x)
+    hs = _empty(x)
+    vp = _empty(x) if want_vprev else None
     cfg = _cfg(p, alpha, oma)
     cp = ctypes.byref(cfg)
     _map(lambda a, b: _lib.lif_forward(_ptr(x), _ptr(v0), _ptr(s), _ptr(hs), _ptr(vp), T, N, a, b, cp),
@@ -137,7 +158,7 @@ def backward(gs: torch.Tensor, ghs: torch.Tensor | None, hs: torch.Tensor, p: LI
     Returns (∂L/∂X, Σ g(t)·(H~(t) − H~(t−1))), g(t) being the total ∂L/∂H~(t).
     """
     T, N = hs.shape
-    gx = torch.empty_like(hs)
+    gx = _empty(hs)
     cfg = _cfg(p, alpha, oma)
     cp = ctypes.byref(cfg)
     parts = _map(lambda a, b: _lib.lif_backward(_ptr(gs), _ptr(ghs), _ptr(hs), _ptr(gx), T, N, a, b, cp), _ranges(N))
