@@ -74,8 +74,6 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
     total_steps = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
     scheduler = build_scheduler(optimizer, recipe.schedule, steps_per_epoch, total_steps, recipe.optim.lr)
     deepspeed = setup.uses_deepspeed(acc)
-    if deepspeed:
-        setup.share_scalar_params(model)
     model, optimizer = acc.prepare(model, optimizer)
     acc.register_for_checkpointing(scheduler)
     raw = acc.unwrap_model(model)

@@ -127,19 +127,6 @@ def sync_buffers(model) -> None:
             dist.broadcast(b.data, src=0)
 
 
-def share_scalar_params(model) -> None:
-    """DeepSpeed broadcasts parameters as byte views, which 0-dim tensors (the MPS β) cannot give.
-    Broadcast those from rank 0 here and mark them so that DeepSpeed skips them (its marker for
-    parameters it must not broadcast); everything else DeepSpeed handles as usual."""
-    import torch.distributed as dist
-
-    for p in model.parameters():
-        if p.dim() == 0:
-            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-                dist.broadcast(p.data.unsqueeze(0), src=0)
-            p.ds_optim_param = True
-
-
 def match_buffers(model, dtype: torch.dtype) -> None:
     """DeepSpeed bf16/fp16 casts parameters but not buffers; BatchNorm then meets fp32 running
     statistics and a bf16 input. Bring floating buffers to the parameters' dtype."""
