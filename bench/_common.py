@@ -1,12 +1,15 @@
 """Helpers shared by the benchmarks: interleaved timing with medians, CPU peak memory, table printing.
 
-The machines are noisy VMs: every benchmark interleaves the candidates round by round and reports
-medians, so a burst of noise hits all candidates alike.
+The machines are noisy VMs: every benchmark interleaves the candidates round by round, in an order
+shuffled every round with a fixed seed (so no candidate always runs right after the same other one,
+whose cache, freed memory and spinning threads it would inherit), and reports medians, so a burst of
+noise hits all alike.
 """
 from __future__ import annotations
 
 import json
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -17,10 +20,14 @@ import torch
 
 def interleaved_medians(cands: dict[str, Callable[[], None]], rounds: int = 15, warmup: int = 2,
                         sync: Callable[[], None] | None = None) -> dict[str, float]:
-    """Median wall time in seconds of each candidate, timed in interleaved rounds."""
+    """Median wall time in seconds of each candidate, timed in interleaved rounds (shuffled order)."""
     times: dict[str, list[float]] = {k: [] for k in cands}
+    names = list(cands)
+    order = random.Random(0)
     for r in range(warmup + rounds):
-        for name, fn in cands.items():
+        order.shuffle(names)
+        for name in names:
+            fn = cands[name]
             if sync:
                 sync()
             t0 = time.perf_counter()
@@ -33,11 +40,18 @@ def interleaved_medians(cands: dict[str, Callable[[], None]], rounds: int = 15, 
 
 
 def cpu_peak_bytes(fn: Callable[[], None]) -> int:
-    """Peak bytes allocated by torch on the CPU while ``fn`` runs (torch.profiler memory events)."""
+    """Peak bytes allocated on the CPU while ``fn`` runs: torch's allocator (torch.profiler memory
+    events) plus the peak of chorus's warm-buffer cache (``chorus.neurons.buffers``), whose blocks the
+    profiler does not see. The sum of the two peaks is an upper bound of the true peak."""
     from torch.profiler import ProfilerActivity, profile
 
+    from chorus.neurons import buffers
+
+    buffers.reset_peak()
+    lent_before = buffers.stats()["lent"]
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
+    pool_peak = buffers.stats()["peak"] - lent_before
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
@@ -46,8 +60,14 @@ def cpu_peak_bytes(fn: Callable[[], None]) -> int:
             events = json.load(f)["traceEvents"]
     finally:
         os.unlink(path)
-    totals = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
-    return max(totals) if totals else 0
+    # A running sum of this session's own allocation events: the events' "Total Allocated" is a
+    # process-wide counter that keeps blocks allocated in an earlier profiling session and freed outside
+    # one, so it drifts upwards from session to session.
+    net, peak = 0, 0
+    for e in sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e.get("ts", 0)):
+        net += e["args"]["Bytes"]
+        peak = max(peak, net)
+    return peak + pool_peak
 
 
 def saved_tensor_bytes(fn_forward: Callable[[], torch.Tensor]) -> int:

@@ -1,9 +1,14 @@
 """Build, load and call the fused C kernel (``lif_kernel.c``) for float32 tensors on the CPU.
 
 The kernel is compiled once per machine with the system C compiler into a cache folder
-(``$CHORUS_CACHE`` or ``~/.cache/chorus``), keyed by the source's hash, and loaded with ctypes.
-Work is split over neurons across ``torch.get_num_threads()`` threads (ctypes releases the GIL).
-If no compiler is available, :func:`available` is False and the torch-ops path is used instead.
+(``$CHORUS_CACHE`` or ``~/.cache/chorus``), keyed by the source's hash and flags, and loaded with ctypes
+(which releases the GIL during a call). It is built with ``-fopenmp`` when the compiler can: the
+library then links ``libgomp.so.1``, which in a torch process resolves to torch's own OpenMP runtime,
+and one call runs on torch's intra-op team (``torch.get_num_threads()`` threads, the same threads that
+run the convolution before the neuron: awake, and never competing with it for cores). When that is
+not the case (no OpenMP in the compiler, or a second OpenMP runtime got loaded), the neurons are split
+over a small Python thread pool instead. If no compiler is available, :func:`available` is False and
+the torch-ops path is used.
 """
 from __future__ import annotations
 
@@ -20,16 +25,20 @@ from pathlib import Path
 
 import torch
 
+from chorus.neurons import buffers
 from chorus.neurons.params import LIFParams
 from chorus.neurons.surrogate import SURROGATE_CODE
 
 _SRC = Path(__file__).with_name("lif_kernel.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=c99", "-fopenmp-simd"]
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=c99"]
+_OPENMP = ["-fopenmp"]
+_SIMD_ONLY = ["-fopenmp-simd"]
 _MIN_PER_THREAD = 1 << 15
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
+_use_team = False  # True: split over torch's OpenMP team inside the kernel; False: over _pool
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
@@ -45,31 +54,79 @@ def _cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-def _build() -> ctypes.CDLL | None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
+def _compile(cc: str, flags: list[str]) -> Path | None:
+    """Compile the kernel with ``flags`` into the cache (once per source/flags/machine); None on failure."""
     src = _SRC.read_bytes()
-    key = hashlib.sha256(src + " ".join(_FLAGS).encode() + os.uname().machine.encode()).hexdigest()[:16]
+    key = hashlib.sha256(src + " ".join(flags).encode() + os.uname().machine.encode()).hexdigest()[:16]
     out = _cache_dir() / f"lif_kernel-{key}.so"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-        os.close(fd)
-        res = subprocess.run([cc, *_FLAGS, str(_SRC), "-o", tmp, "-lm"], capture_output=True, text=True)
-        if res.returncode != 0:
-            os.unlink(tmp)
-            print(f"chorus: could not compile the fused LIF kernel ({res.stderr.strip()[:500]}); "
-                  "using the torch-ops path", file=sys.stderr)
-            return None
-        os.replace(tmp, out)  # atomic: concurrent builders never load a half-written file
-    lib = ctypes.CDLL(str(out))
-    i64, fp, cfgp = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(_Cfg)
+    failed = out.with_suffix(".failed")
+    if out.exists():
+        return out
+    if failed.exists():
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    res = subprocess.run([cc, *flags, str(_SRC), "-o", tmp, "-lm"], capture_output=True, text=True)
+    if res.returncode != 0:
+        os.unlink(tmp)
+        failed.write_text(res.stderr)
+        return None
+    os.replace(tmp, out)  # atomic: concurrent builders never load a half-written file
+    return out
+
+
+def _openmp_runtimes() -> set[str]:
+    """Paths of the OpenMP runtimes mapped into this process (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "/" in line}
+    except OSError:
+        return set()
+    names = ("libgomp", "libomp", "libiomp")
+    return {p for p in paths if os.path.basename(p).startswith(names)}
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    i64, i32, fp, cfgp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Cfg)
+    dp = ctypes.POINTER(ctypes.c_double)
     lib.lif_forward.argtypes = [fp, fp, fp, fp, fp, i64, i64, i64, i64, cfgp]
     lib.lif_forward.restype = None
     lib.lif_backward.argtypes = [fp, fp, fp, fp, i64, i64, i64, i64, cfgp]
     lib.lif_backward.restype = ctypes.c_double
+    lib.lif_backward_recompute.argtypes = [fp, fp, fp, fp, i64, i64, i64, i64, cfgp, dp]
+    lib.lif_backward_recompute.restype = ctypes.c_int
+    lib.lif_forward_par.argtypes = [fp, fp, fp, fp, fp, i64, i64, i32, cfgp]
+    lib.lif_forward_par.restype = None
+    lib.lif_backward_par.argtypes = [fp, fp, fp, fp, i64, i64, i32, cfgp]
+    lib.lif_backward_par.restype = ctypes.c_double
+    lib.lif_backward_recompute_par.argtypes = [fp, fp, fp, fp, i64, i64, i32, cfgp, dp]
+    lib.lif_backward_recompute_par.restype = ctypes.c_int
+    lib.lif_has_openmp.argtypes = []
+    lib.lif_has_openmp.restype = ctypes.c_int
     return lib
+
+
+def _build() -> ctypes.CDLL | None:
+    global _use_team
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    if torch.backends.openmp.is_available():
+        path = _compile(cc, _FLAGS + _OPENMP)
+        if path is not None:
+            before = _openmp_runtimes()
+            lib = _load(path)
+            # One runtime before and after: the kernel's libgomp.so.1 is torch's, not a second team.
+            if lib.lif_has_openmp() and before and _openmp_runtimes() == before:
+                _use_team = True
+                return lib
+    path = _compile(cc, _FLAGS + _SIMD_ONLY)
+    if path is None:
+        print("chorus: could not compile the fused LIF kernel; using the torch-ops path", file=sys.stderr)
+        return None
+    return _load(path)
 
 
 def available() -> bool:
@@ -94,8 +151,13 @@ def _cfg(p: LIFParams, alpha: float, one_minus_alpha: float) -> _Cfg:
                 SURROGATE_CODE[p.surrogate])
 
 
+def _threads(n: int) -> int:
+    return max(1, min(torch.get_num_threads(), n // _MIN_PER_THREAD))
+
+
 def _ranges(n: int) -> list[tuple[int, int]]:
-    threads = max(1, min(torch.get_num_threads(), n // _MIN_PER_THREAD))
+    """The pool path's split: as many slices as :func:`_threads`, aligned to 64 neurons (like the kernel's)."""
+    threads = _threads(n)
     step = -(-n // threads)
     step = -(-step // 64) * 64  # keep chunks aligned to cache lines
     return [(a, min(n, a + step)) for a in range(0, n, step)]
@@ -112,42 +174,23 @@ def _map(fn, ranges):
     return list(_pool.map(lambda r: fn(*r), ranges))
 
 
-_HUGE = 1 << 21
-_MADV_HUGEPAGE = 14
-_libc = None
-
-
-def _empty(like: torch.Tensor) -> torch.Tensor:
-    """``torch.empty_like`` whose 2 MiB-aligned interior is advised onto transparent huge pages: the
-    first touch of a fresh 16 MiB output then costs 8 page faults instead of 4096."""
-    global _libc
-    t = torch.empty_like(like)
-    nbytes = t.numel() * t.element_size()
-    if nbytes >= 2 * _HUGE and sys.platform.startswith("linux"):
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        start = (t.data_ptr() + _HUGE - 1) & ~(_HUGE - 1)
-        end = (t.data_ptr() + nbytes) & ~(_HUGE - 1)
-        if end > start:
-            _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_HUGEPAGE)
-    return t
-
-
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
 def forward(x: torch.Tensor, v0: torch.Tensor | None, p: LIFParams, alpha: float, oma: float,
-            want_vprev: bool):
-    """x: float32 contiguous [T, N]. Returns (spikes, h_tilde, v_prev or None)."""
+            want_h: bool, want_vprev: bool):
+    """x: float32 contiguous [T, N]. Returns (spikes, H~ or None, V(t-1) or None)."""
     T, N = x.shape
-    s = _empty(x)
-    hs = _empty(x)
-    vp = _empty(x) if want_vprev else None
-    cfg = _cfg(p, alpha, oma)
-    cp = ctypes.byref(cfg)
-    _map(lambda a, b: _lib.lif_forward(_ptr(x), _ptr(v0), _ptr(s), _ptr(hs), _ptr(vp), T, N, a, b, cp),
-         _ranges(N))
+    s = buffers.empty(x.shape)
+    hs = buffers.empty(x.shape) if want_h else None
+    vp = buffers.empty(x.shape) if want_vprev else None
+    cp = ctypes.byref(_cfg(p, alpha, oma))
+    args = (_ptr(x), _ptr(v0), _ptr(s), _ptr(hs), _ptr(vp), T, N)
+    if _use_team:
+        _lib.lif_forward_par(*args, _threads(N), cp)
+    else:
+        _map(lambda a, b: _lib.lif_forward(*args, a, b, cp), _ranges(N))
     return s, hs, vp
 
 
@@ -158,8 +201,32 @@ def backward(gs: torch.Tensor, ghs: torch.Tensor | None, hs: torch.Tensor, p: LI
     Returns (∂L/∂X, Σ g(t)·(H~(t) − H~(t−1))), g(t) being the total ∂L/∂H~(t).
     """
     T, N = hs.shape
-    gx = _empty(hs)
-    cfg = _cfg(p, alpha, oma)
-    cp = ctypes.byref(cfg)
-    parts = _map(lambda a, b: _lib.lif_backward(_ptr(gs), _ptr(ghs), _ptr(hs), _ptr(gx), T, N, a, b, cp), _ranges(N))
-    return gx, float(sum(parts))
+    gx = buffers.empty(hs.shape)
+    cp = ctypes.byref(_cfg(p, alpha, oma))
+    args = (_ptr(gs), _ptr(ghs), _ptr(hs), _ptr(gx), T, N)
+    if _use_team:
+        return gx, float(_lib.lif_backward_par(*args, _threads(N), cp))
+    return gx, float(sum(_map(lambda a, b: _lib.lif_backward(*args, a, b, cp), _ranges(N))))
+
+
+def backward_recompute(gs: torch.Tensor, x: torch.Tensor, v0: torch.Tensor | None, p: LIFParams, alpha: float,
+                       oma: float):
+    """The spikes-only backward: H~ is recomputed from the input ``x`` (and ``v0``) inside the kernel.
+
+    Returns the same pair as :func:`backward`.
+    """
+    T, N = x.shape
+    gx = buffers.empty(x.shape)
+    cp = ctypes.byref(_cfg(p, alpha, oma))
+    args = (_ptr(x), _ptr(v0), _ptr(gs), _ptr(gx), T, N)
+
+    def part(*split) -> float:
+        out = ctypes.c_double(0.0)
+        fn = _lib.lif_backward_recompute_par if _use_team else _lib.lif_backward_recompute
+        if fn(*args, *split, cp, ctypes.byref(out)):
+            raise MemoryError("the fused LIF backward could not allocate its per-thread scratch buffer")
+        return out.value
+
+    if _use_team:
+        return gx, part(_threads(N))
+    return gx, float(sum(_map(part, _ranges(N))))

@@ -2,7 +2,9 @@
 
 Implements the same equations as :mod:`chorus.neurons.reference` (DESIGN.md, "The spiking core")
 without a per-timestep autograd graph. Only H~ (``[T, ...]``, fp32) is saved for the backward pass;
-S(t), the surrogate Θ'(H~ − V_th) and the reset derivative are recomputed from it. The backward
+S(t), the surrogate Θ'(H~ − V_th) and the reset derivative are recomputed from it. When only the
+spikes are wanted (the default in a network) the C kernel keeps nothing new at all: autograd keeps the
+input X, and the backward re-runs the forward recursion chunk by chunk in cache to get H~ back. The backward
 recursion, with g(t) = ∂L/∂H~(t) and gV(t) = ∂L/∂V(t) (both 0 past T)::
 
     g(t)      = ∂L/∂S(t)·Θ'(t) + gV(t)·∂V(t)/∂H~(t) + α·g(t+1) [+ ∂L/∂H~(t) when H~ is used]
@@ -79,50 +81,73 @@ def _backward_torch(gs, ghs, hs_all, p: LIFParams, alpha):
 
 
 class FusedLIF(torch.autograd.Function):
-    """Inputs: x [T, N] (fp32 or fp64, contiguous), alpha (0-dim, ignored without MPS), v0 [N] or None."""
+    """Inputs: x [T, N] (fp32 or fp64, contiguous), alpha (0-dim, ignored without MPS), v0 [N] or None.
+
+    With ``spikes_only`` on the C-kernel path, H~ is neither returned nor kept: the backward recomputes
+    it from x (which autograd then keeps instead; it is usually alive anyway, and is no larger).
+    """
 
     @staticmethod
-    def forward(ctx, x, alpha, v0, p: LIFParams, want_vprev: bool):
+    def forward(ctx, x, alpha, v0, p: LIFParams, want_vprev: bool, spikes_only: bool):
         use_kernel = x.device.type == "cpu" and x.dtype == torch.float32 and cpu_kernel.available()
+        recompute = use_kernel and spikes_only and not want_vprev
         a = alpha.detach().to(x.dtype)
         if use_kernel:
-            oma = 1 - a
-            s, hs, vp = cpu_kernel.forward(x, v0, p, float(a), float(oma), want_vprev)
+            s, hs, vp = cpu_kernel.forward(x, v0, p, float(a), float(1 - a), not recompute, want_vprev)
         else:
             s, hs, vp = _forward_torch(x, v0, p, a, want_vprev)
-        ctx.save_for_backward(hs, alpha)
-        ctx.p, ctx.use_kernel = p, use_kernel
+        if recompute:
+            ctx.save_for_backward(x, alpha, v0)
+        else:
+            ctx.save_for_backward(hs, alpha)
+        ctx.p, ctx.use_kernel, ctx.recompute = p, use_kernel, recompute
         ctx.set_materialize_grads(False)  # an unused H~ output costs no zero-filled gradient
         if vp is not None:
             ctx.mark_non_differentiable(vp)
+        if spikes_only:
+            return s, None, vp
         return s, hs, vp
 
     @staticmethod
     def backward(ctx, gs, g_hs, _g_vp):
-        hs, alpha = ctx.saved_tensors
         p = ctx.p
-        a = alpha.detach().to(hs.dtype)
+        if ctx.recompute:
+            x, alpha, v0 = ctx.saved_tensors
+        else:
+            hs, alpha = ctx.saved_tensors
+        none = (None,) * 6
         if gs is None and g_hs is None:
-            return None, None, None, None, None
-        gs = gs.contiguous() if gs is not None else torch.zeros_like(hs)
-        g_hs = None if g_hs is None else g_hs.contiguous()
-        if ctx.use_kernel:
-            gx, acc = cpu_kernel.backward(gs, g_hs, hs, p, float(a), float(1 - a))
+            return none
+        a = alpha.detach().to(torch.float64 if alpha.dtype == torch.float64 else torch.float32)
+        if ctx.recompute:
+            gx, acc = cpu_kernel.backward_recompute(gs.contiguous(), x, v0, p, float(a), float(1 - a))
             acc = torch.tensor(acc, dtype=torch.float64)
         else:
-            gx, acc = _backward_torch(gs, g_hs, hs, p, a)
+            a = a.to(hs.dtype)
+            gs = gs.contiguous() if gs is not None else torch.zeros_like(hs)
+            g_hs = None if g_hs is None else g_hs.contiguous()
+            if ctx.use_kernel:
+                gx, acc = cpu_kernel.backward(gs, g_hs, hs, p, float(a), float(1 - a))
+                acc = torch.tensor(acc, dtype=torch.float64)
+            else:
+                gx, acc = _backward_torch(gs, g_hs, hs, p, a)
         g_alpha = None
         if p.mps and ctx.needs_input_grad[1]:
             oma = (1 - alpha.detach()).double().clamp_min(torch.finfo(torch.float64).tiny)
             g_alpha = (-acc.to(oma.device) / oma).to(alpha.dtype)
-        return gx, g_alpha, None, None, None
+        return gx, g_alpha, None, None, None, None
 
 
 def lif_fused(x: torch.Tensor, alpha: torch.Tensor, p: LIFParams, v0: torch.Tensor | None = None,
-              want_vprev: bool = False):
-    """Run the fused neuron on ``x`` of shape ``[T, ...]``; returns ``(spikes, h_tilde, v_prev|None)``."""
+              want_vprev: bool = False, spikes_only: bool = False):
+    """Run the fused neuron on ``x`` of shape ``[T, ...]``; returns ``(spikes, h_tilde, v_prev|None)``.
+
+    ``spikes_only=True`` returns ``(spikes, None, v_prev|None)`` and, on the CPU kernel path without
+    ``want_vprev``, recomputes H~ in the backward instead of keeping it (less memory traffic and one
+    [T, ...] tensor less in the forward).
+    """
     shape = x.shape
     x2 = x.reshape(shape[0], -1).contiguous()
     v02 = None if v0 is None else v0.reshape(-1).to(x2.dtype).contiguous()
-    s, hs, vp = FusedLIF.apply(x2, alpha, v02, p, want_vprev)
-    return s.view(shape), hs.view(shape), None if vp is None else vp.view(shape)
+    s, hs, vp = FusedLIF.apply(x2, alpha, v02, p, want_vprev, spikes_only)
+    return s.view(shape), None if hs is None else hs.view(shape), None if vp is None else vp.view(shape)

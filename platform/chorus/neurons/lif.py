@@ -118,7 +118,7 @@ class LIF(nn.Module):
                 s, hs, vp = lif_reference(xf, alpha, self.p, v0)
                 vp = vp.detach()
             else:
-                s, hs, vp = lif_fused(xf, alpha, self.p, v0, want_vprev=want_states)
+                s, hs, vp = lif_fused(xf, alpha, self.p, v0, want_vprev=want_states, spikes_only=not want_states)
         s = s.to(out_dtype)
         if not want_states:
             return s

@@ -1,20 +1,36 @@
 /* Fused LIF + MPS forward and backward over a whole sequence (DESIGN.md, "The spiking core").
  *
  * Layout: every tensor is [T, N] contiguous float32; a call handles neurons [n0, n1) so that the
- * caller can split the work over threads. Forward writes the spikes S and the smoothed potentials H~
- * (the only tensor kept for backward), and optionally the carried potentials V(t-1). Backward
- * recomputes S, the surrogate and the reset derivative from H~ (adding any gradient that reached H~
- * as an output), and returns the partial sum needed
- * for dL/dalpha (see chorus/neurons/fused.py for the recursion).
+ * caller can split the work over threads. Work proceeds in chunks of neurons whose state lives in
+ * small local arrays.
  *
- * The forward operation order matches chorus.neurons.reference exactly; the file is compiled with
+ * Two ways to feed the backward pass:
+ *  - states kept:   lif_forward writes S and H~ (and optionally V(t-1)); lif_backward reads H~.
+ *  - spikes only:   lif_forward writes S alone; lif_backward_recompute re-runs the forward of each
+ *                   chunk from the input X into a chunk-sized scratch (cache-resident) and then runs
+ *                   the backward recursion on it. Nothing beyond the input is kept for backward, and
+ *                   the forward writes one [T, N] tensor instead of two.
+ * Both backward functions recompute S, the surrogate and the reset derivative from H~ and return the
+ * partial sum needed for dL/dalpha (see chorus/neurons/fused.py for the recursion).
+ *
+ * Threads: the lif_*_par entry points split the neurons over an OpenMP team. Built with -fopenmp, the
+ * library links libgomp.so.1 by soname, which inside a torch process is torch's own OpenMP runtime: the
+ * kernel then runs on the very threads torch's ops use (already awake, never oversubscribed). Built
+ * without OpenMP they run serially and the caller splits [n0, n1) over its own threads instead.
+ *
+ * The forward operation order matches chorus.neurons.reference exactly, and the recomputation is the
+ * same code, so H~ in the backward is bit-identical to the forward's; the file is compiled with
  * -ffp-contract=off so that spikes are bit-identical to the reference. The inner loops are
  * specialised on the settings (always-inline bodies called with constant flags) so that GCC
  * vectorises them; the sigmoid surrogate uses a vectorisable exp accurate to ~2 ulp.
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define CH 1024
 #define CHORUS_PI_2 1.57079632679489661923f
@@ -27,53 +43,73 @@ typedef struct {
 
 /* ---------------------------------------------------------------- forward */
 
-INLINE void fwd_body(const float *restrict x, const float *restrict v0, float *restrict s_out,
-                     float *restrict hs_out, float *restrict vprev_out, int64_t T, int64_t N,
-                     int64_t n0, int64_t n1, const lif_cfg *cfg, const int decay, const int mps,
-                     const int soft) {
+/* One chunk of neurons [c0, c0 + len): H~(t) goes to hs_out + t * hs_stride (hs_out already offset
+ * to the chunk), S(t) to s_out + t * N + c0 when write_s. */
+INLINE void fwd_chunk(const float *restrict x, const float *restrict v0, float *restrict s_out,
+                      float *restrict hs_out, int64_t hs_stride, float *restrict vprev_out, int64_t T,
+                      int64_t N, int64_t c0, int64_t len, const lif_cfg *cfg, const int decay,
+                      const int mps, const int soft, const int write_s, const int write_h) {
     const float tau = cfg->tau, vth = cfg->vth, vr = cfg->vr;
     const float a = cfg->alpha, oma = cfg->one_minus_alpha;
     float v[CH], hs[CH];
-    for (int64_t c0 = n0; c0 < n1; c0 += CH) {
-        const int64_t len = (n1 - c0) < CH ? (n1 - c0) : CH;
-        for (int64_t i = 0; i < len; ++i) {
-            v[i] = v0 ? v0[c0 + i] : vr;
-            hs[i] = 0.0f;
-        }
-        for (int64_t t = 0; t < T; ++t) {
-            const float *restrict xt = x + t * N + c0;
-            float *restrict st = s_out + t * N + c0;
-            float *restrict ht = hs_out + t * N + c0;
-            if (vprev_out) memcpy(vprev_out + t * N + c0, v, (size_t)len * sizeof(float));
+    for (int64_t i = 0; i < len; ++i) {
+        v[i] = v0 ? v0[c0 + i] : vr;
+        hs[i] = 0.0f;
+    }
+    for (int64_t t = 0; t < T; ++t) {
+        const float *restrict xt = x + t * N + c0;
+        float *restrict st = write_s ? s_out + t * N + c0 : 0;
+        float *restrict ht = write_h ? hs_out + t * hs_stride : 0;
+        if (vprev_out) memcpy(vprev_out + t * N + c0, v, (size_t)len * sizeof(float));
 #pragma omp simd
-            for (int64_t i = 0; i < len; ++i) {
-                const float vi = v[i];
-                const float h = decay ? vi + (xt[i] - (vi - vr)) / tau : vi - (vi - vr) / tau + xt[i];
-                const float hsi = mps ? a * hs[i] + oma * h : h;
-                const float s = (hsi - vth) >= 0.0f ? 1.0f : 0.0f;
-                hs[i] = hsi;
-                ht[i] = hsi;
-                st[i] = s;
-                v[i] = soft ? hsi - vth * s : hsi * (1.0f - s) + vr * s;
-            }
+        for (int64_t i = 0; i < len; ++i) {
+            const float vi = v[i];
+            const float h = decay ? vi + (xt[i] - (vi - vr)) / tau : vi - (vi - vr) / tau + xt[i];
+            const float hsi = mps ? a * hs[i] + oma * h : h;
+            const float s = (hsi - vth) >= 0.0f ? 1.0f : 0.0f;
+            hs[i] = hsi;
+            if (write_h) ht[i] = hsi;
+            if (write_s) st[i] = s;
+            v[i] = soft ? hsi - vth * s : hsi * (1.0f - s) + vr * s;
         }
     }
 }
 
-#define FWD(d, m, s) fwd_body(x, v0, s_out, hs_out, vprev_out, T, N, n0, n1, cfg, d, m, s)
+#define FWD_CASES(CALL)                                                                    \
+    switch ((cfg->decay_input ? 4 : 0) | (cfg->mps ? 2 : 0) | (cfg->soft ? 1 : 0)) {       \
+        case 0: CALL(0, 0, 0); break;                                                      \
+        case 1: CALL(0, 0, 1); break;                                                      \
+        case 2: CALL(0, 1, 0); break;                                                      \
+        case 3: CALL(0, 1, 1); break;                                                      \
+        case 4: CALL(1, 0, 0); break;                                                      \
+        case 5: CALL(1, 0, 1); break;                                                      \
+        case 6: CALL(1, 1, 0); break;                                                      \
+        default: CALL(1, 1, 1); break;                                                     \
+    }
 
+/* Recompute H~ of one chunk into scratch[T][len] (no spikes, no V(t-1)). */
+static void fwd_chunk_scratch(const float *x, const float *v0, float *scratch, int64_t T, int64_t N,
+                              int64_t c0, int64_t len, const lif_cfg *cfg) {
+#define FWD_SCRATCH(d, m, s) fwd_chunk(x, v0, 0, scratch, len, 0, T, N, c0, len, cfg, d, m, s, 0, 1)
+    FWD_CASES(FWD_SCRATCH)
+#undef FWD_SCRATCH
+}
+
+/* hs_out and vprev_out may be NULL (spikes only / no diagnostics). */
 void lif_forward(const float *x, const float *v0, float *s_out, float *hs_out, float *vprev_out,
                  int64_t T, int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg) {
-    const int key = (cfg->decay_input ? 4 : 0) | (cfg->mps ? 2 : 0) | (cfg->soft ? 1 : 0);
-    switch (key) {
-        case 0: FWD(0, 0, 0); break;
-        case 1: FWD(0, 0, 1); break;
-        case 2: FWD(0, 1, 0); break;
-        case 3: FWD(0, 1, 1); break;
-        case 4: FWD(1, 0, 0); break;
-        case 5: FWD(1, 0, 1); break;
-        case 6: FWD(1, 1, 0); break;
-        default: FWD(1, 1, 1); break;
+    for (int64_t c0 = n0; c0 < n1; c0 += CH) {
+        const int64_t len = (n1 - c0) < CH ? (n1 - c0) : CH;
+        float *h = hs_out ? hs_out + c0 : 0;
+        if (hs_out) {
+#define FWD_SH(d, m, s) fwd_chunk(x, v0, s_out, h, N, vprev_out, T, N, c0, len, cfg, d, m, s, 1, 1)
+            FWD_CASES(FWD_SH)
+#undef FWD_SH
+        } else {
+#define FWD_S(d, m, s) fwd_chunk(x, v0, s_out, 0, N, vprev_out, T, N, c0, len, cfg, d, m, s, 1, 0)
+            FWD_CASES(FWD_S)
+#undef FWD_S
+        }
     }
 }
 
@@ -111,69 +147,64 @@ INLINE float surrogate(const int kind, const float sa, const float x) {
     return fabsf(x) < sa / 2.0f ? 1.0f / sa : 0.0f;
 }
 
-INLINE double bwd_body(const float *restrict gs, const float *restrict ghs_out, const float *restrict hs_in,
-                       float *restrict gx,
-                       int64_t T, int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg,
-                       const int mps, const int soft, const int detach, const int kind, const int has_gh) {
+/* One chunk [c0, c0 + len) of the backward recursion; H~(t) is read at hs + t * hs_stride. */
+INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out, const float *restrict hs,
+                        int64_t hs_stride, float *restrict gx, int64_t T, int64_t N, int64_t c0,
+                        int64_t len, const lif_cfg *cfg, const int mps, const int soft, const int detach,
+                        const int kind, const int has_gh) {
     const float vth = cfg->vth, vr = cfg->vr, k = cfg->k, c = cfg->c, sa = cfg->sa;
     const float a = cfg->alpha, oma = cfg->one_minus_alpha;
     float gv[CH], ghs[CH], zeros[CH];
     double acc = 0.0;
-    for (int64_t c0 = n0; c0 < n1; c0 += CH) {
-        const int64_t len = (n1 - c0) < CH ? (n1 - c0) : CH;
-        for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; zeros[i] = 0.0f; }
-        for (int64_t t = T - 1; t >= 0; --t) {
-            const float *restrict gst = gs + t * N + c0;
-            const float *restrict ght = has_gh ? ghs_out + t * N + c0 : 0;
-            const float *restrict ht = hs_in + t * N + c0;
-            float *restrict gxt = gx + t * N + c0;
-            const float *restrict hp = t > 0 ? hs_in + (t - 1) * N + c0 : zeros; /* H~(0) = 0 */
-            float part = 0.0f;
+    for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; zeros[i] = 0.0f; }
+    for (int64_t t = T - 1; t >= 0; --t) {
+        const float *restrict gst = gs + t * N + c0;
+        const float *restrict ght = has_gh ? ghs_out + t * N + c0 : 0;
+        const float *restrict ht = hs + t * hs_stride;
+        float *restrict gxt = gx + t * N + c0;
+        const float *restrict hp = t > 0 ? hs + (t - 1) * hs_stride : zeros; /* H~(0) = 0 */
+        float part = 0.0f;
 #pragma omp simd reduction(+ : part)
-            for (int64_t i = 0; i < len; ++i) {
-                const float h = ht[i];
-                const float xs = h - vth;
-                const float s = xs >= 0.0f ? 1.0f : 0.0f;
-                const float sg = surrogate(kind, sa, xs);
-                float dvdh;
-                if (soft) dvdh = detach ? 1.0f : 1.0f - vth * sg;
-                else dvdh = detach ? 1.0f - s : (1.0f - s) + (vr - h) * sg;
-                float g = gst[i] * sg + gv[i] * dvdh;
-                if (has_gh) g += ght[i];
-                float gh = g;
-                if (mps) {
-                    g += a * ghs[i];
-                    ghs[i] = g;
-                    part += g * (h - hp[i]);
-                    gh = oma * g;
-                }
-                gxt[i] = c * gh;
-                gv[i] = k * gh;
+        for (int64_t i = 0; i < len; ++i) {
+            const float h = ht[i];
+            const float xs = h - vth;
+            const float s = xs >= 0.0f ? 1.0f : 0.0f;
+            const float sg = surrogate(kind, sa, xs);
+            float dvdh;
+            if (soft) dvdh = detach ? 1.0f : 1.0f - vth * sg;
+            else dvdh = detach ? 1.0f - s : (1.0f - s) + (vr - h) * sg;
+            float g = gst[i] * sg + gv[i] * dvdh;
+            if (has_gh) g += ght[i];
+            float gh = g;
+            if (mps) {
+                g += a * ghs[i];
+                ghs[i] = g;
+                part += g * (h - hp[i]);
+                gh = oma * g;
             }
-            acc += part;
+            gxt[i] = c * gh;
+            gv[i] = k * gh;
         }
+        acc += part;
     }
     return acc;
 }
 
-#define BWD_G(m, s, d, kd)                                                                   \
-    do {                                                                                     \
-        if (ghs_out) return bwd_body(gs, ghs_out, hs_in, gx, T, N, n0, n1, cfg, m, s, d, kd, 1); \
-        return bwd_body(gs, ghs_out, hs_in, gx, T, N, n0, n1, cfg, m, s, d, kd, 0);           \
+#define BWD_G(m, s, d, kd)                                                                              \
+    do {                                                                                                \
+        if (ghs_out) return bwd_chunk(gs, ghs_out, hs, hs_stride, gx, T, N, c0, len, cfg, m, s, d, kd, 1); \
+        return bwd_chunk(gs, ghs_out, hs, hs_stride, gx, T, N, c0, len, cfg, m, s, d, kd, 0);           \
     } while (0)
-#define BWD_K(m, s, d)                                \
-    do {                                              \
-        if (cfg->surrogate == 0) BWD_G(m, s, d, 0);    \
-        if (cfg->surrogate == 1) BWD_G(m, s, d, 1);    \
-        BWD_G(m, s, d, 2);                             \
+#define BWD_K(m, s, d)                             \
+    do {                                           \
+        if (cfg->surrogate == 0) BWD_G(m, s, d, 0); \
+        if (cfg->surrogate == 1) BWD_G(m, s, d, 1); \
+        BWD_G(m, s, d, 2);                          \
     } while (0)
 
-/* gs = dL/dS, ghs_out = dL/dH~ from the caller (nullable: H~ unused downstream).
- * Returns sum_t sum_n dL/dH~(t) * (H~(t) - H~(t-1)) over [n0, n1); 0 without MPS. */
-double lif_backward(const float *gs, const float *ghs_out, const float *hs_in, float *gx, int64_t T, int64_t N, int64_t n0,
-                    int64_t n1, const lif_cfg *cfg) {
-    const int key = (cfg->mps ? 4 : 0) | (cfg->soft ? 2 : 0) | (cfg->detach ? 1 : 0);
-    switch (key) {
+static double bwd_chunk_any(const float *gs, const float *ghs_out, const float *hs, int64_t hs_stride,
+                            float *gx, int64_t T, int64_t N, int64_t c0, int64_t len, const lif_cfg *cfg) {
+    switch ((cfg->mps ? 4 : 0) | (cfg->soft ? 2 : 0) | (cfg->detach ? 1 : 0)) {
         case 0: BWD_K(0, 0, 0);
         case 1: BWD_K(0, 0, 1);
         case 2: BWD_K(0, 1, 0);
@@ -183,4 +214,115 @@ double lif_backward(const float *gs, const float *ghs_out, const float *hs_in, f
         case 6: BWD_K(1, 1, 0);
         default: BWD_K(1, 1, 1);
     }
+}
+
+/* gs = dL/dS, ghs_out = dL/dH~ from the caller (nullable: H~ unused downstream), hs_in = H~.
+ * Returns sum_t sum_n dL/dH~(t) * (H~(t) - H~(t-1)) over [n0, n1); 0 without MPS. */
+double lif_backward(const float *gs, const float *ghs_out, const float *hs_in, float *gx, int64_t T,
+                    int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg) {
+    double acc = 0.0;
+    for (int64_t c0 = n0; c0 < n1; c0 += CH) {
+        const int64_t len = (n1 - c0) < CH ? (n1 - c0) : CH;
+        acc += bwd_chunk_any(gs, ghs_out, hs_in + c0, N, gx, T, N, c0, len, cfg);
+    }
+    return acc;
+}
+
+/* The spikes-only backward: H~ is recomputed from x (and v0) chunk by chunk into a scratch of at most
+ * 64K floats, so it stays in cache between the two passes. Writes the same sum as lif_backward to
+ * *acc_out; returns 0, or 1 if the scratch cannot be allocated. */
+int lif_backward_recompute(const float *x, const float *v0, const float *gs, float *gx, int64_t T,
+                           int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg, double *acc_out) {
+    int64_t L = ((int64_t)65536 / (T > 0 ? T : 1)) & ~(int64_t)63;
+    L = L < 64 ? 64 : (L > CH ? CH : L);
+    float *scratch = (float *)malloc((size_t)(T * L) * sizeof(float));
+    if (!scratch) return 1;
+    double acc = 0.0;
+    for (int64_t c0 = n0; c0 < n1; c0 += L) {
+        const int64_t len = (n1 - c0) < L ? (n1 - c0) : L;
+        fwd_chunk_scratch(x, v0, scratch, T, N, c0, len, cfg);
+        acc += bwd_chunk_any(gs, 0, scratch, len, gx, T, N, c0, len, cfg);
+    }
+    free(scratch);
+    *acc_out = acc;
+    return 0;
+}
+
+/* ------------------------------------------------------- OpenMP entry points */
+
+#define MAX_THREADS 256
+
+int lif_has_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* Neurons of thread id out of nt: equal slices rounded to 64 neurons (cache lines). */
+static void slice(int64_t N, int nt, int id, int64_t *a, int64_t *b) {
+    int64_t step = (N + nt - 1) / nt;
+    step = (step + 63) / 64 * 64;
+    *a = (int64_t)id * step < N ? (int64_t)id * step : N;
+    *b = *a + step < N ? *a + step : N;
+}
+
+#ifdef _OPENMP
+#define TEAM_BEGIN(nthreads)                                   \
+    _Pragma("omp parallel num_threads(nthreads)") {             \
+        const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+#define TEAM_BEGIN(nthreads) {                                  \
+        const int id = 0, nt = 1;
+#endif
+#define TEAM_END }
+
+static int clamp_threads(int nthreads) {
+    return nthreads < 1 ? 1 : (nthreads > MAX_THREADS ? MAX_THREADS : nthreads);
+}
+
+void lif_forward_par(const float *x, const float *v0, float *s_out, float *hs_out, float *vprev_out,
+                     int64_t T, int64_t N, int nthreads, const lif_cfg *cfg) {
+    nthreads = clamp_threads(nthreads);
+    TEAM_BEGIN(nthreads)
+        int64_t a, b;
+        slice(N, nt, id, &a, &b);
+        if (a < b) lif_forward(x, v0, s_out, hs_out, vprev_out, T, N, a, b, cfg);
+    TEAM_END
+}
+
+/* Partial sums are added in thread order, so the result only depends on the thread count. */
+double lif_backward_par(const float *gs, const float *ghs_out, const float *hs_in, float *gx, int64_t T,
+                        int64_t N, int nthreads, const lif_cfg *cfg) {
+    double parts[MAX_THREADS] = {0};
+    nthreads = clamp_threads(nthreads);
+    TEAM_BEGIN(nthreads)
+        int64_t a, b;
+        slice(N, nt, id, &a, &b);
+        if (a < b) parts[id] = lif_backward(gs, ghs_out, hs_in, gx, T, N, a, b, cfg);
+    TEAM_END
+    double acc = 0.0;
+    for (int i = 0; i < nthreads; ++i) acc += parts[i];
+    return acc;
+}
+
+int lif_backward_recompute_par(const float *x, const float *v0, const float *gs, float *gx, int64_t T,
+                               int64_t N, int nthreads, const lif_cfg *cfg, double *acc_out) {
+    double parts[MAX_THREADS] = {0};
+    int fail[MAX_THREADS] = {0};
+    nthreads = clamp_threads(nthreads);
+    TEAM_BEGIN(nthreads)
+        int64_t a, b;
+        slice(N, nt, id, &a, &b);
+        if (a < b) fail[id] = lif_backward_recompute(x, v0, gs, gx, T, N, a, b, cfg, &parts[id]);
+    TEAM_END
+    double acc = 0.0;
+    int bad = 0;
+    for (int i = 0; i < nthreads; ++i) {
+        acc += parts[i];
+        bad |= fail[i];
+    }
+    *acc_out = acc;
+    return bad;
 }
