@@ -76,15 +76,21 @@ def _compile(cc: str, flags: list[str]) -> Path | None:
     return out
 
 
-def _openmp_runtimes() -> set[str]:
-    """Paths of the OpenMP runtimes mapped into this process (Linux; empty elsewhere)."""
+def _omp_entry(handle: ctypes.CDLL) -> int | None:
+    """Address that ``omp_get_num_threads`` resolves to from ``handle`` (its own dependency tree)."""
     try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "/" in line}
+        return ctypes.cast(handle.omp_get_num_threads, ctypes.c_void_p).value
+    except AttributeError:
+        return None
+
+
+def _shares_torch_openmp(lib: ctypes.CDLL) -> bool:
+    """True when the kernel's OpenMP runtime is the very one torch's ops run on (same function address)."""
+    try:
+        torch_entry = _omp_entry(ctypes.CDLL(torch._C.__file__))
     except OSError:
-        return set()
-    names = ("libgomp", "libomp", "libiomp")
-    return {p for p in paths if os.path.basename(p).startswith(names)}
+        return False
+    return torch_entry is not None and _omp_entry(lib) == torch_entry
 
 
 def _load(path: Path) -> ctypes.CDLL:
@@ -116,10 +122,8 @@ def _build() -> ctypes.CDLL | None:
     if torch.backends.openmp.is_available():
         path = _compile(cc, _FLAGS + _OPENMP)
         if path is not None:
-            before = _openmp_runtimes()
             lib = _load(path)
-            # One runtime before and after: the kernel's libgomp.so.1 is torch's, not a second team.
-            if lib.lif_has_openmp() and before and _openmp_runtimes() == before:
+            if lib.lif_has_openmp() and _shares_torch_openmp(lib):
                 _use_team = True
                 return lib
     path = _compile(cc, _FLAGS + _SIMD_ONLY)
