@@ -31,7 +31,7 @@ _HUGE = 1 << 21
 _MADV_HUGEPAGE = 14
 
 _free: dict[int, collections.deque] = collections.defaultdict(collections.deque)
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a finalizer may run on this thread while it holds the lock
 _lent = 0
 _peak = 0
 _idle = 0
@@ -91,7 +91,8 @@ def empty(shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
     if block is None:
         block = _new_block(nbytes)
     view = block.view(np.float32)  # a new numpy object: its death means torch freed the tensor
-    weakref.finalize(view, _give_back, nbytes, block)
+    fin = weakref.finalize(view, _give_back, nbytes, block)
+    fin.atexit = False
     return torch.from_numpy(view).view(shape)
 
 
