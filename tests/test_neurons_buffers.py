@@ -77,3 +77,12 @@ def test_layer_outputs_come_from_the_cache_and_go_back():
     assert buffers.stats()["lent"] - lent0 == x.grad.numel() * 4  # the input gradient is the only block left
     x.grad = None
     assert buffers.stats()["lent"] == lent0
+
+
+def test_cache_off_gives_plain_resizable_tensors(monkeypatch):
+    monkeypatch.setenv("CHORUS_BUFFER_CACHE_MB", "0")
+    lent0 = buffers.stats()["lent"]
+    t = buffers.empty(SHAPE)
+    assert buffers.stats()["lent"] == lent0
+    t.resize_(2 * SHAPE[0], SHAPE[1])  # a torch-allocated storage can grow
+    assert t.shape == (2 * SHAPE[0], SHAPE[1])

@@ -10,8 +10,10 @@ them out again, already faulted in.
 A block is lent as a tensor over a numpy view of it; when torch frees the tensor's storage the view
 dies and a ``weakref.finalize`` puts the block back on its free list. Only blocks of at least
 ``MIN_BYTES`` are cached, and at most ``CHORUS_BUFFER_CACHE_MB`` (default 1024) MiB are kept idle;
-beyond that freed blocks go back to the system. :func:`empty_cache` drops every idle block,
-:func:`stats` reports bytes lent (current and peak) and idle, so a memory benchmark can count them.
+beyond that freed blocks go back to the system; ``CHORUS_BUFFER_CACHE_MB=0`` turns the cache off
+(plain ``torch.empty``). :func:`empty_cache` drops every idle block, :func:`stats` reports bytes lent
+(current and peak) and idle, so a memory benchmark can count them. A lent tensor behaves like any
+other except that its storage cannot grow (``resize_`` to more elements raises; ``clone()`` first).
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def empty(shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
     for d in shape:
         numel *= int(d)
     nbytes = numel * 4
-    if nbytes < MIN_BYTES:
+    if nbytes < MIN_BYTES or _limit() <= 0:
         return torch.empty(shape, dtype=torch.float32)
     global _lent, _peak, _idle
     with _lock:
