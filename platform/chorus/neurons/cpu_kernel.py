@@ -30,7 +30,7 @@ from chorus.neurons.params import LIFParams
 from chorus.neurons.surrogate import SURROGATE_CODE
 
 _SRC = Path(__file__).with_name("lif_kernel.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=c99"]
+_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=c99"]
 _OPENMP = ["-fopenmp"]
 _SIMD_ONLY = ["-fopenmp-simd"]
 _MIN_PER_THREAD = 1 << 15

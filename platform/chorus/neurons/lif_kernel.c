@@ -88,7 +88,7 @@ INLINE void fwd_chunk(const float *restrict x, const float *restrict v0, float *
     }
 
 /* Recompute H~ of one chunk into scratch[T][len] (no spikes, no V(t-1)). */
-static void fwd_chunk_scratch(const float *x, const float *v0, float *scratch, int64_t T, int64_t N,
+static __attribute__((noinline)) void fwd_chunk_scratch(const float *x, const float *v0, float *scratch, int64_t T, int64_t N,
                               int64_t c0, int64_t len, const lif_cfg *cfg) {
 #define FWD_SCRATCH(d, m, s) fwd_chunk(x, v0, 0, scratch, len, 0, T, N, c0, len, cfg, d, m, s, 0, 1)
     FWD_CASES(FWD_SCRATCH)
@@ -114,6 +114,13 @@ void lif_forward(const float *x, const float *v0, float *s_out, float *hs_out, f
 }
 
 /* --------------------------------------------------------------- backward */
+
+/* The backward arithmetic may fuse multiply-adds (the gradients are compared with the reference to
+ * fp32 rounding, not bit for bit); the forward above, and the recomputation of H~, never do. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
 
 /* exp(x) for x in float range, vectorisable: Cody-Waite reduction + degree-6 polynomial. */
 INLINE float exp_vec(float x) {
@@ -147,22 +154,24 @@ INLINE float surrogate(const int kind, const float sa, const float x) {
     return fabsf(x) < sa / 2.0f ? 1.0f / sa : 0.0f;
 }
 
-/* One chunk [c0, c0 + len) of the backward recursion; H~(t) is read at hs + t * hs_stride. */
+/* One chunk [c0, c0 + len) of the backward recursion; H~(t) is read at hs + t * hs_stride.
+ * The alpha sum  sum_t g(t) * (H~(t) - H~(t-1))  (H~ before the first step = 0) is accumulated as
+ * sum_t H~(t) * (g(t) - g(t+1))  (g past the last step = 0): the same sum by parts, which needs only
+ * the H~(t) already loaded and the g(t+1) the recursion carries. */
 INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out, const float *restrict hs,
                         int64_t hs_stride, float *restrict gx, int64_t T, int64_t N, int64_t c0,
                         int64_t len, const lif_cfg *cfg, const int mps, const int soft, const int detach,
                         const int kind, const int has_gh) {
     const float vth = cfg->vth, vr = cfg->vr, k = cfg->k, c = cfg->c, sa = cfg->sa;
     const float a = cfg->alpha, oma = cfg->one_minus_alpha;
-    float gv[CH], ghs[CH], zeros[CH];
+    float gv[CH], ghs[CH];
     double acc = 0.0;
-    for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; zeros[i] = 0.0f; }
+    for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; }
     for (int64_t t = T - 1; t >= 0; --t) {
         const float *restrict gst = gs + t * N + c0;
         const float *restrict ght = has_gh ? ghs_out + t * N + c0 : 0;
         const float *restrict ht = hs + t * hs_stride;
         float *restrict gxt = gx + t * N + c0;
-        const float *restrict hp = t > 0 ? hs + (t - 1) * hs_stride : zeros; /* H~(0) = 0 */
         float part = 0.0f;
 #pragma omp simd reduction(+ : part)
         for (int64_t i = 0; i < len; ++i) {
@@ -177,9 +186,10 @@ INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out,
             if (has_gh) g += ght[i];
             float gh = g;
             if (mps) {
-                g += a * ghs[i];
+                const float g_next = ghs[i];
+                g += a * g_next;
                 ghs[i] = g;
-                part += g * (h - hp[i]);
+                part += h * (g - g_next); /* summation by parts, see below */
                 gh = oma * g;
             }
             gxt[i] = c * gh;
@@ -202,7 +212,7 @@ INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out,
         BWD_G(m, s, d, 2);                          \
     } while (0)
 
-static double bwd_chunk_any(const float *gs, const float *ghs_out, const float *hs, int64_t hs_stride,
+static __attribute__((noinline)) double bwd_chunk_any(const float *gs, const float *ghs_out, const float *hs, int64_t hs_stride,
                             float *gx, int64_t T, int64_t N, int64_t c0, int64_t len, const lif_cfg *cfg) {
     switch ((cfg->mps ? 4 : 0) | (cfg->soft ? 2 : 0) | (cfg->detach ? 1 : 0)) {
         case 0: BWD_K(0, 0, 0);
@@ -215,6 +225,10 @@ static double bwd_chunk_any(const float *gs, const float *ghs_out, const float *
         default: BWD_K(1, 1, 1);
     }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 /* gs = dL/dS, ghs_out = dL/dH~ from the caller (nullable: H~ unused downstream), hs_in = H~.
  * Returns sum_t sum_n dL/dH~(t) * (H~(t) - H~(t-1)) over [n0, n1); 0 without MPS. */
