@@ -19,8 +19,12 @@ import torch
 
 
 def interleaved_medians(cands: dict[str, Callable[[], None]], rounds: int = 15, warmup: int = 2,
-                        sync: Callable[[], None] | None = None) -> dict[str, float]:
-    """Median wall time in seconds of each candidate, timed in interleaved rounds (shuffled order)."""
+                        sync: Callable[[], None] | None = None,
+                        before: Callable[[], None] | None = None) -> dict[str, float]:
+    """Median wall time in seconds of each candidate, timed in interleaved rounds (shuffled order).
+
+    ``before`` runs, untimed, ahead of every timed call (e.g. to put the caches in the same state).
+    """
     times: dict[str, list[float]] = {k: [] for k in cands}
     names = list(cands)
     order = random.Random(0)
@@ -28,6 +32,8 @@ def interleaved_medians(cands: dict[str, Callable[[], None]], rounds: int = 15, 
         order.shuffle(names)
         for name in names:
             fn = cands[name]
+            if before:
+                before()
             if sync:
                 sync()
             t0 = time.perf_counter()

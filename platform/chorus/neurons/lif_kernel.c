@@ -162,8 +162,10 @@ INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out,
                         int64_t hs_stride, float *restrict gx, int64_t T, int64_t N, int64_t c0,
                         int64_t len, const lif_cfg *cfg, const int mps, const int soft, const int detach,
                         const int kind, const int has_gh) {
-    const float vth = cfg->vth, vr = cfg->vr, k = cfg->k, c = cfg->c, sa = cfg->sa;
-    const float a = cfg->alpha, oma = cfg->one_minus_alpha;
+    const float vth = cfg->vth, vr = cfg->vr, sa = cfg->sa, a = cfg->alpha;
+    /* dL/dH = (1 - alpha) g with MPS: folded into the two factors that use it */
+    const float k = mps ? cfg->k * cfg->one_minus_alpha : cfg->k;
+    const float c = mps ? cfg->c * cfg->one_minus_alpha : cfg->c;
     float gv[CH], ghs[CH];
     double acc = 0.0;
     for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; }
@@ -184,16 +186,14 @@ INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out,
             else dvdh = detach ? 1.0f - s : (1.0f - s) + (vr - h) * sg;
             float g = gst[i] * sg + gv[i] * dvdh;
             if (has_gh) g += ght[i];
-            float gh = g;
             if (mps) {
                 const float g_next = ghs[i];
                 g += a * g_next;
                 ghs[i] = g;
-                part += h * (g - g_next); /* summation by parts, see below */
-                gh = oma * g;
+                part += h * (g - g_next); /* summation by parts, see above */
             }
-            gxt[i] = c * gh;
-            gv[i] = k * gh;
+            gxt[i] = c * g;
+            gv[i] = k * g;
         }
         acc += part;
     }
