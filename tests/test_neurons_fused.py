@@ -4,20 +4,13 @@ The reference (``chorus.neurons.reference``) runs autograd through a Python loop
 equations; the fused backward is a hand-derived recursion. Equal spikes and gradients over the whole
 settings grid mean the derivation is right.
 """
-import itertools
-
 import pytest
 import torch
 
+from neuron_grid import GRID
+
 from chorus.neurons import LIF, cpu_kernel, lif_fused, lif_reference, make_params
 
-GRID = list(itertools.product(
-    [0.0, None],                 # hard reset (V_r = 0) / soft reset
-    [True, False],               # decay_input
-    [False, True],               # detach_reset
-    ["sigmoid", "atan", "rect"], # surrogate
-    [False, True],               # MPS
-))
 
 
 @pytest.fixture(params=["kernel", "torch-ops"])

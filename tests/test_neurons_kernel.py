@@ -5,22 +5,15 @@ two ways of splitting the work over threads (torch's OpenMP team inside the kern
 thread pool) and the two ways of feeding the backward (H~ kept, or recomputed) must agree with it and
 with each other.
 """
-import itertools
-
 import pytest
 import torch
+
+from neuron_grid import GRID
 
 from chorus.neurons import LIF, cpu_kernel, lif_fused, lif_reference, make_params
 
 pytestmark = pytest.mark.skipif(not cpu_kernel.available(), reason="no C compiler: the C kernel is unavailable")
 
-GRID = list(itertools.product(
-    [0.0, None],                 # hard reset (V_r = 0) / soft reset
-    [True, False],               # decay_input
-    [False, True],               # detach_reset
-    ["sigmoid", "atan", "rect"], # surrogate
-    [False, True],               # MPS
-))
 
 
 def _grads(fn, x, alpha, g, v0=None):
