@@ -128,7 +128,8 @@ def _build() -> ctypes.CDLL | None:
                 return lib
     path = _compile(cc, _FLAGS + _SIMD_ONLY)
     if path is None:
-        print("chorus: could not compile the fused LIF kernel; using the torch-ops path", file=sys.stderr)
+        print(f"chorus: could not compile the fused LIF kernel (compiler output in {_cache_dir()}/*.failed; "
+              "delete those files to retry); using the torch-ops path", file=sys.stderr)
         return None
     return _load(path)
 
