@@ -71,8 +71,10 @@ def _step(fn, x, g):
 
 
 def _inputs(T: int):
-    x = torch.randn(T, 16, 64, 32, 32) * 1.5 + 0.3
-    return x, torch.randn_like(x)
+    """The same input and upstream gradient in this process and in the peers' child process."""
+    gen = torch.Generator().manual_seed(T)
+    x = torch.randn(T, 16, 64, 32, 32, generator=gen) * 1.5 + 0.3
+    return x, torch.randn(x.shape, generator=gen)
 
 
 def _peers_alone(T: int, rounds: int) -> dict[str, float]:

@@ -80,6 +80,8 @@ def test_bad_input_is_named():
     lif = LIF()
     with pytest.raises(ValueError, match=r"time-first \[T, B, \.\.\.\].*shape \(5,\)"):
         lif(torch.randn(5))
+    with pytest.raises(ValueError, match=r"T = 0 in shape \(0, 2, 3\)"):
+        lif(torch.randn(0, 2, 3))
     with pytest.raises(TypeError, match="floating-point.*torch.int64"):
         lif(torch.ones(3, 2, dtype=torch.long))
     with pytest.raises(TypeError, match="torch.Tensor"):

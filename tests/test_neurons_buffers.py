@@ -86,3 +86,9 @@ def test_cache_off_gives_plain_resizable_tensors(monkeypatch):
     assert buffers.stats()["lent"] == lent0
     t.resize_(2 * SHAPE[0], SHAPE[1])  # a torch-allocated storage can grow
     assert t.shape == (2 * SHAPE[0], SHAPE[1])
+
+
+def test_bad_cache_size_is_named(monkeypatch):
+    monkeypatch.setenv("CHORUS_BUFFER_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="CHORUS_BUFFER_CACHE_MB='lots'"):
+        buffers.empty(SHAPE)

@@ -41,7 +41,12 @@ _libc = None
 
 
 def _limit() -> int:
-    return int(float(os.environ.get("CHORUS_BUFFER_CACHE_MB", "1024")) * 2**20)
+    raw = os.environ.get("CHORUS_BUFFER_CACHE_MB", "1024")
+    try:
+        mb = float(raw)
+    except ValueError:
+        raise ValueError(f"CHORUS_BUFFER_CACHE_MB={raw!r} must be a number of MiB (0 turns the cache off)") from None
+    return int(mb * 2**20)
 
 
 def _advise_huge(addr: int, nbytes: int) -> None:

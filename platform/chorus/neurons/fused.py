@@ -113,17 +113,16 @@ class FusedLIF(torch.autograd.Function):
         p = ctx.p
         if ctx.recompute:
             x, alpha, v0 = ctx.saved_tensors
+            a = alpha.detach().to(x.dtype)
         else:
             hs, alpha = ctx.saved_tensors
-        none = (None,) * 6
+            a = alpha.detach().to(hs.dtype)
         if gs is None and g_hs is None:
-            return none
-        a = alpha.detach().to(torch.float64 if alpha.dtype == torch.float64 else torch.float32)
+            return (None,) * 6
         if ctx.recompute:
             gx, acc = cpu_kernel.backward_recompute(gs.contiguous(), x, v0, p, float(a), float(1 - a))
             acc = torch.tensor(acc, dtype=torch.float64)
         else:
-            a = a.to(hs.dtype)
             gs = gs.contiguous() if gs is not None else torch.zeros_like(hs)
             g_hs = None if g_hs is None else g_hs.contiguous()
             if ctx.use_kernel:

@@ -101,6 +101,8 @@ class LIF(nn.Module):
             raise TypeError(f"LIF input must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 2:
             raise ValueError(f"LIF input must be time-first [T, B, ...] with at least 2 dims; got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"LIF input has no timesteps: T = 0 in shape {tuple(x.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"LIF input must be a floating-point tensor; got dtype {x.dtype}")
 

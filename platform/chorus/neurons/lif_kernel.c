@@ -247,7 +247,9 @@ double lif_backward(const float *gs, const float *ghs_out, const float *hs_in, f
  * *acc_out; returns 0, or 1 if the scratch cannot be allocated. */
 int lif_backward_recompute(const float *x, const float *v0, const float *gs, float *gx, int64_t T,
                            int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg, double *acc_out) {
-    int64_t L = ((int64_t)65536 / (T > 0 ? T : 1)) & ~(int64_t)63;
+    *acc_out = 0.0;
+    if (T <= 0 || n1 <= n0) return 0;
+    int64_t L = ((int64_t)65536 / T) & ~(int64_t)63;
     L = L < 64 ? 64 : (L > CH ? CH : L);
     float *scratch = (float *)malloc((size_t)(T * L) * sizeof(float));
     if (!scratch) return 1;
