@@ -20,7 +20,10 @@ POINT_DEFAULTS = {"scale": [0.8, 1.25], "shift": 0.1, "jitter": 0.01, "dropout":
 
 
 def resolve(augment, kind: str) -> dict | None:
-    """Turn a recipe value (None, False, True, "default" or a dict of overrides) into settings."""
+    """Turn a recipe value (None, False, True, "default" or a dict of overrides) into settings.
+
+    A dict overrides the defaults it names and keeps the others (``{"flip": 0.3}`` keeps roll,
+    rotate and cutout); set an augmentation to 0 (or null) to turn it off."""
     if augment is None or augment is False:
         return None
     defaults = POINT_DEFAULTS if kind == "points" else FRAME_DEFAULTS
@@ -33,7 +36,7 @@ def resolve(augment, kind: str) -> dict | None:
         if key not in defaults:
             raise DataError(f"unknown augmentation {key!r} for {kind} (known: {sorted(defaults)})",
                             key="card:augment")
-    return {key: augment.get(key, 0) for key in defaults}
+    return {**defaults, **augment}
 
 
 def augment_frames(frames: np.ndarray, rng: np.random.Generator, cfg: dict) -> np.ndarray:

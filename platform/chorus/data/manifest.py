@@ -1,7 +1,8 @@
 """``manifest.json`` of a shard set (DESIGN.md "Shards"): read it, check it, verify the shards.
 
 The manifest holds ``dataset``, ``kind``, ``classes``, ``num_classes``, ``sensor_size``,
-``source_format``, ``split_policy`` (policy, seed, val_fraction), ``chorus_version``, ``splits``
+``source_format``, ``split_policy`` (policy, seed, val_fraction), ``sample_order`` (which splits the
+writer stored in a seeded random order, and the seed), ``chorus_version``, ``splits``
 (``{split: {"shards", "counts", "sha256", "bytes", "num_samples"}}``), ``stats`` (events, bytes per
 event) and, for pre-binned shards, ``frames`` (``T``, ``size``, ``mode``).
 """

@@ -9,7 +9,11 @@ The rule that keeps DDP from hanging and evaluation exact (DESIGN.md "Shards", i
   within windows of whole batches (seeded by seed, epoch, rank, window) and cuts ``nb`` batches.
 - Evaluation: the stream is cut into ``world_size·nb`` batches with ``nb = ceil(N / (world_size·B))``
   whose sizes differ by at most one; rank r takes batches ``r·nb … (r+1)·nb − 1``. Every sample
-  is seen exactly once and every rank yields ``nb`` batches (none for an empty split).
+  is seen exactly once and every rank yields ``nb`` batches (none for an empty split). When there
+  are fewer samples than batches (only with ``B = 1``, e.g. N = 1001 on 4 ranks), the
+  ``world_size·nb − N`` (< world_size) empty batches are the last batch of the last ranks, one
+  per rank; the reader yields them as batches of 0 samples, which evaluation skips. Only
+  ``N < world_size`` is refused: some rank would have no sample at all.
 
 The loader yields batches in order k = start_batch, start_batch + 1, … whatever the number of
 workers.
@@ -67,10 +71,15 @@ def rank_batches(counts: list[int], *, batch_size: int, rank: int = 0, world_siz
     slots = world_size * nb
     if total == 0:
         return []                     # an empty split: no batches, on every rank alike
-    if total < slots:
+    if total < world_size:
         raise DataError(f"{total} samples cannot give every one of {world_size} ranks a sample",
                         where=where)
-    sizes = [total // slots + (1 if j < total % slots else 0) for j in range(slots)]
+    if total >= slots:
+        sizes = [total // slots + (1 if j < total % slots else 0) for j in range(slots)]
+    else:                             # B = 1: fewer than world_size batches stay empty
+        sizes = [1] * slots
+        for i in range(slots - total):
+            sizes[(world_size - 1 - i) * nb + nb - 1] = 0
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     shard_ids, ordinals = stream(counts, np.arange(len(counts)))
     out = []

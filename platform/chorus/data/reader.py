@@ -6,7 +6,10 @@ batches (:mod:`chorus.data.plan` says which samples make which batch on which ra
 sample, bins whole batches at once (:mod:`chorus.data.transform`; ``workers`` threads do this in
 parallel) and yields them in order. Bad samples raise :class:`DataError` naming shard and key, or
 with ``on_error="skip"`` are left out of their batch with a warning, and counted in
-``loader.skipped``.
+``loader.skipped``. With ``skip``, a rank still yields exactly ``len(loader)`` batches, so that DDP
+ranks stay in step: a training batch whose samples were all bad is replaced by the rank's previous
+good batch (or the next one, if none came yet), an evaluation batch by a batch of 0 samples (which
+evaluation skips, so no sample is counted twice).
 """
 from __future__ import annotations
 
@@ -35,6 +38,9 @@ def input_shape(manifest: dict, T: int, size: int | None = None) -> tuple:
             return (2, int(height), int(width))
         return (2, int(size), int(size))
     if kind == "frames":
+        if manifest["frames"].get("size") is None:        # stored at the sensor's H×W
+            width, height = manifest["sensor_size"][:2]
+            return (2, int(height), int(width))
         return (2, int(manifest["frames"]["size"]), int(manifest["frames"]["size"]))
     if kind == "spikes":
         return (int(manifest["sensor_size"][0]),)
@@ -46,8 +52,11 @@ class _ShardBatches:
     Python: tar walk, grouping, decoding), ``collate`` bins one batch (numba/numpy, GIL released).
     """
 
-    def __init__(self, manifest, split, batches, builder, start_batch, on_error, seed, epoch):
+    def __init__(self, manifest, split, batches, builder, start_batch, on_error, seed, epoch,
+                 train=False):
         self.folder = manifest["folder"]
+        self.num_classes = manifest.get("num_classes")
+        self.train = train
         self.kind = manifest["kind"]
         self.shards = manifest["splits"][split]["shards"]
         self.batches = batches
@@ -119,7 +128,8 @@ class _ShardBatches:
     def _sample(self, sample, url, shard, ordinal, state):
         key = str(sample.get("__key__", f"#{ordinal}"))
         try:
-            payload, label = records.decode(self.kind, sample, where=url)
+            payload, label = records.decode(self.kind, sample, where=url,
+                                            num_classes=self.num_classes)
             seed = (self.seed, self.epoch, shard, ordinal, 7)
             return self.builder.prepare(payload, seed, url, key), label
         except DataError as error:
@@ -127,9 +137,15 @@ class _ShardBatches:
             return None
 
     def collate(self, k, items, url, state):
+        """``(x, y)`` tensors of batch ``k``, or a :class:`_Lost` marker when every sample of it
+        was bad (only with ``on_error="skip"``; :class:`ShardLoader` fills the gap)."""
+        import torch
+
+        if not items:                 # a planned empty evaluation batch (see chorus.data.plan)
+            return self.empty()
         items = [item for item in items if item is not None]
         if not items:
-            raise DataError(f"every sample of batch {k} was bad", where=url)
+            return _Lost(k, url)
         x, bad = self.builder.collate([item[0] for item in items])
         labels = [item[1] for item in items]
         if bad:
@@ -137,12 +153,24 @@ class _ShardBatches:
                 self._fail(error, state)
             drop = [b for b, _ in bad]
             if len(drop) == len(items):
-                raise DataError(f"every sample of batch {k} was bad", where=url)
+                return _Lost(k, url)
             x = np.delete(x, drop, axis=0 if self.kind == "points" else 1)
             labels = [label for b, label in enumerate(labels) if b not in drop]
+        return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64)
+
+    def empty(self):
+        """A batch of 0 samples, shaped like the others."""
         import torch
 
-        return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64)
+        return torch.from_numpy(self.builder.empty()), torch.zeros(0, dtype=torch.int64)
+
+
+class _Lost:
+    """Marks a batch whose samples were all bad (``on_error="skip"``)."""
+
+    def __init__(self, k: int, url: str):
+        self.k = k
+        self.url = url
 
 
 class ShardLoader:
@@ -165,16 +193,45 @@ class ShardLoader:
 
     def __iter__(self):
         state = {"skipped": 0, "lock": threading.Lock()}
-        if self.workers <= 0:
-            for k, items, url in self.dataset.batch_items(state):
-                self.skipped = state["skipped"]
-                yield self.dataset.collate(k, items, url, state)
-        else:
-            yield from self._threaded(state)
+        batches = self._serial(state) if self.workers <= 0 else self._threaded(state)
+        yield from self._fill(batches, state)
         self.skipped = state["skipped"]
         if self.skipped:
             warnings.warn(f"{self.skipped} bad samples skipped in {self.dataset.folder}",
                           stacklevel=2)
+
+    def _serial(self, state):
+        for k, items, url in self.dataset.batch_items(state):
+            yield self.dataset.collate(k, items, url, state)
+
+    def _fill(self, batches, state):
+        """Yield one batch per planned batch: a lost training batch (every sample bad) becomes
+        the previous good batch again (or the next good one, when none came before), a lost
+        evaluation batch a batch of 0 samples; so every rank takes the same number of steps."""
+        owed, last = 0, None
+        for batch in batches:
+            self.skipped = state["skipped"]
+            if not isinstance(batch, _Lost):
+                last = batch
+                for _ in range(owed + 1):
+                    yield batch
+                owed = 0
+                continue
+            if not self.dataset.train:
+                warnings.warn(f"{batch.url}: every sample of batch {batch.k} was bad; it is "
+                              f"yielded with 0 samples", stacklevel=2)
+                yield self.dataset.empty()
+                continue
+            warnings.warn(f"{batch.url}: every sample of batch {batch.k} was bad; repeating "
+                          f"another batch so that every rank takes the same number of steps",
+                          stacklevel=2)
+            if last is None:
+                owed += 1
+            else:
+                yield last
+        if owed:
+            raise DataError(f"every sample of this rank's {owed} batches was bad: nothing to "
+                            f"train on", where=self.dataset.folder)
 
     def _threaded(self, state):
         """One thread reads and prepares batches in order and hands each to a pool of
@@ -213,9 +270,9 @@ class ShardLoader:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                x, y = item.result()
+                batch = item.result()
                 self.skipped = state["skipped"]
-                yield x, y
+                yield batch
         finally:
             stop.set()
             reader.join()
@@ -248,5 +305,5 @@ def make_loader(shards, split: str, *, T: int, size: int | None = None, batch_si
     if manifest["kind"] == "events":
         binning_jit.warm_up(manifest["sensor_size"])
     dataset = _ShardBatches(manifest, split, batches, builder, int(start_batch), on_error,
-                            seed, epoch)
+                            seed, epoch, train=train)
     return ShardLoader(dataset, int(workers))

@@ -40,7 +40,7 @@ def event_dtype(sensor_size, t_max: int) -> np.dtype:
 
 def compact_events(events: np.ndarray, sensor_size, where: str) -> np.ndarray:
     """Validate raw events (any x, y, t, p dtypes) and return them in the compact dtype, sorted by t."""
-    check_events(events, sensor_size, where=where, key=None)
+    check_events(events, sensor_size, where=where, key=None, signed_polarity=True)
     t = events["t"].astype(np.int64)
     order = np.argsort(t, kind="stable") if np.any(np.diff(t) < 0) else None
     out = np.empty(len(events), dtype=event_dtype(sensor_size, int(t.max()) if len(t) else 0))
@@ -62,8 +62,11 @@ def check_event_fields(events: np.ndarray, *, where: str, key: str | None) -> No
         raise DataError("empty event stream", where=where, key=key)
 
 
-def check_events(events: np.ndarray, sensor_size, *, where: str, key: str | None) -> None:
-    """Raise :class:`DataError` for missing fields, an empty stream or events outside the sensor."""
+def check_events(events: np.ndarray, sensor_size, *, where: str, key: str | None,
+                 signed_polarity: bool = False) -> None:
+    """Raise :class:`DataError` for missing fields, an empty stream, events outside the sensor or
+    polarity not 0/1. ``signed_polarity`` (raw files at shard time only, which are stored as
+    ``p > 0``) also accepts -1; shards hold 0/1, as the reader and the binning kernel require."""
     check_event_fields(events, where=where, key=key)
     width, height = int(sensor_size[0]), int(sensor_size[1])
     x, y, p = events["x"], events["y"], events["p"]
@@ -76,7 +79,7 @@ def check_events(events: np.ndarray, sensor_size, *, where: str, key: str | None
         i = int(np.argmax(bad))
         raise DataError(f"{int(bad.sum())} events outside the {width}x{height} sensor "
                         f"(first: index {i}, x={int(x[i])}, y={int(y[i])})", where=where, key=key)
-    if int(p.max()) > 1 or int(p.min()) < -1:
+    if int(p.max()) > 1 or int(p.min()) < (-1 if signed_polarity else 0):
         raise DataError(f"polarity values {np.unique(p)[:5].tolist()} are not 0/1",
                         where=where, key=key)
 
@@ -147,8 +150,10 @@ def load_npy(data: bytes) -> np.ndarray:
     return array.reshape(dims)
 
 
-def decode(kind: str, sample: dict, *, where: str) -> tuple[np.ndarray, int]:
-    """Payload array and label of a sample read back from a shard; names shard and key on errors."""
+def decode(kind: str, sample: dict, *, where: str,
+           num_classes: int | None = None) -> tuple[np.ndarray, int]:
+    """Payload array and label of a sample read back from a shard; names shard and key on errors.
+    With ``num_classes`` (the manifest's), a label outside ``0..num_classes-1`` is an error."""
     key = str(sample.get("__key__", "?"))
     payload_key = PAYLOAD_KEY[kind]
     for needed in (payload_key, "cls"):
@@ -165,4 +170,7 @@ def decode(kind: str, sample: dict, *, where: str) -> tuple[np.ndarray, int]:
     except ValueError as exc:
         raise DataError(f"cls {sample['cls']!r} is not an integer label", where=where,
                         key=key) from exc
+    if num_classes is not None and not 0 <= label < int(num_classes):
+        raise DataError(f"label {label} outside the manifest's {int(num_classes)} classes "
+                        f"(0..{int(num_classes) - 1})", where=where, key=key)
     return payload, label

@@ -10,6 +10,11 @@ Every policy works per class on the items in the order the source lists them:
 
 A validation split is then carved from train, per class and seeded (``val_fraction``), so that model
 selection never looks at the test split.
+
+:func:`shuffled_order` then gives the order in which the writer stores a split: ``train`` and ``val``
+are permuted with the split seed, so that shards are class-mixed even when the source lists its
+samples class by class (the reader only shuffles shards and ~1024-sample windows); ``test`` keeps
+the source order.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import numpy as np
 from chorus.data.errors import DataError
 
 SPLITS = ("train", "val", "test")
+SHUFFLED = ("train", "val")          # splits the writer stores in a seeded random order
 
 
 def _by_class(items: list[dict]) -> dict[int, list[int]]:
@@ -70,4 +76,19 @@ def assign_splits(items: list[dict], policy: str, seed: int = 0,
     out = {"train": [], "val": [], "test": []}
     for i in range(len(items)):
         out["test" if i in test else "val" if i in val else "train"].append(i)
+    return out
+
+
+def shuffled_order(splits: dict[str, list[int]], seed: int = 0) -> dict[str, list[int]]:
+    """The order the writer stores each split in: ``train`` and ``val`` permuted by a generator
+    seeded with ``(seed, 2, split number)`` (streams 0 and 1 draw the splits), ``test`` as given.
+
+    Deterministic for a seed, so reruns and resumed runs write the same shards."""
+    out = {}
+    for number, split in enumerate(SPLITS):
+        members = list(splits[split])
+        if split in SHUFFLED and members:
+            rng = np.random.default_rng([seed, 2, number])
+            members = [members[i] for i in rng.permutation(len(members))]
+        out[split] = members
     return out

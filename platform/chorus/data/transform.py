@@ -33,12 +33,35 @@ class BatchBuilder:
             raise DataError(f"bins must be 'count' or 'time', got {bins!r}")
         if self.kind == "frames" and self.frames:
             if self.T != self.frames["T"] or (size is not None and size != self.frames["size"]):
-                raise DataError(f"shards are pre-binned at T={self.frames['T']}, size="
-                                f"{self.frames['size']}; asked for T={T}, size={size}",
-                                where=manifest.get("folder"))
+                stored = self.frames["size"]
+                if stored is None:
+                    stored = "None (the sensor's {}x{})".format(*self._frame_hw())
+                raise DataError(f"shards are pre-binned at T={self.frames['T']}, size={stored}; "
+                                f"asked for T={T}, size={size}", where=manifest.get("folder"))
         if self.kind == "points":
             self.num_points = int(size or manifest.get("num_points") or 1024)
         self.jit = binning_jit.kernel() is not None
+
+    def _frame_hw(self) -> tuple[int, int]:
+        """(height, width) of pre-binned frames: ``size``², or the sensor's H×W when stored
+        without one."""
+        if self.frames.get("size") is None:
+            return int(self.sensor[1]), int(self.sensor[0])
+        return int(self.frames["size"]), int(self.frames["size"])
+
+    def empty(self) -> np.ndarray:
+        """A float32 batch of 0 samples with the shape :meth:`collate` gives."""
+        if self.kind == "points":
+            return np.zeros((0, self.num_points, 3), dtype=np.float32)
+        if self.kind == "spikes":
+            return np.zeros((self.T, 0, int(self.sensor[0])), dtype=np.float32)
+        if self.kind == "frames" and self.frames:
+            height, width = self._frame_hw()
+        elif self.size is None:
+            width, height = int(self.sensor[0]), int(self.sensor[1])
+        else:
+            height = width = int(self.size)
+        return np.zeros((self.T, 0, 2, height, width), dtype=np.float32)
 
     def prepare(self, payload: np.ndarray, seed: tuple, where: str, key: str):
         """Validate one sample and reduce it to what :meth:`collate` needs; ``seed`` seeds its
@@ -50,9 +73,10 @@ class BatchBuilder:
                 records.check_events(payload, self.sensor, where=where, key=key)
             return payload, seed, where, key
         if self.kind == "frames":
-            if payload.ndim != 4 or payload.shape[0] != self.T or payload.shape[1] != 2:
-                raise DataError(f"frames have shape {payload.shape}, expected [{self.T}, 2, S, S]",
-                                where=where, key=key)
+            height, width = self._frame_hw() if self.frames else payload.shape[-2:]
+            if payload.shape != (self.T, 2, height, width):
+                raise DataError(f"frames have shape {payload.shape}, expected "
+                                f"[{self.T}, 2, {height}, {width}]", where=where, key=key)
             return payload, seed
         if self.kind == "spikes":
             channels = int(self.sensor[0])
@@ -92,6 +116,10 @@ class BatchBuilder:
                     records.check_events(events, self.sensor, where=where, key=key)
                 except DataError as error:
                     bad.append((b, error))
+                else:                   # never silently keep the all-zero frames of a flagged sample
+                    bad.append((b, DataError("the binning kernel rejected an event (off the "
+                                             "sensor or polarity not 0/1)", where=where,
+                                             key=key)))
         if self.augment:
             for b, item in enumerate(prepared):
                 out[:, b] = augment_frames(out[:, b], np.random.default_rng(item[1]), self.augment)

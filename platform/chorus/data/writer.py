@@ -1,7 +1,10 @@
 """``shard``: raw dataset files → WebDataset tar shards + ``manifest.json`` (DESIGN.md "Shards").
 
-Samples are read and encoded in parallel processes and written by the main process in source order,
-split by split, into ``{split}-{000000..}.tar``; a shard is closed once it holds ``shard_size_mb``.
+Samples are read and encoded in parallel processes and written by the main process split by split
+into ``{split}-{000000..}.tar``, ``train`` and ``val`` in a random order seeded by the card's split
+seed (so that shards are class-mixed even for sources listed class by class; recorded in the
+manifest as ``sample_order``), ``test`` in source order; a shard is closed once it holds
+``shard_size_mb``.
 Shard boundaries depend only on the samples, and tars are written with fixed metadata (mtime 0), so
 the bytes are reproducible. Each finished shard is renamed into place and recorded in
 ``.progress.json``; a rerun after an interruption skips the recorded samples and continues with the
@@ -23,7 +26,7 @@ from chorus.data.cards import load_card
 from chorus.data.errors import DataError
 from chorus.data.manifest import MANIFEST, read_manifest, sha256_file, write_manifest
 from chorus.data.sources import make_source
-from chorus.data.splits import SPLITS, assign_splits
+from chorus.data.splits import SHUFFLED, SPLITS, assign_splits, shuffled_order
 
 PROGRESS = ".progress.json"
 _STATE: dict = {}          # per process: the source and options, set by _init
@@ -134,7 +137,9 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
     """Write the shard set of ``card`` (a path or dict) from ``raw`` into ``out``; the manifest.
 
     ``frames=T, size=S`` writes pre-binned ``frames.npy`` counts ``[T, 2, S, S]`` (kind ``frames``)
-    instead of events, for users who fix T and resolution.
+    instead of events, for users who fix T and resolution. Without ``size`` the frames keep the
+    sensor's ``[T, 2, H, W]`` (the manifest's ``frames.size`` is then the side of a square sensor,
+    or None for a non-square one).
     """
     from tqdm import tqdm
 
@@ -151,7 +156,10 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
                         where=card["_path"])
     frame_opts = None if frames is None else {"T": int(frames), "size": size, "mode": bins}
     if frame_opts is not None and frame_opts["size"] is None:
-        frame_opts["size"] = int(card["sensor_size"][0])
+        width, height = int(card["sensor_size"][0]), int(card["sensor_size"][1])
+        if width == height:
+            frame_opts["size"] = width
+        # else: size stays None and frames are stored at the sensor's [T, 2, H, W], unstretched
     source = make_source(card, raw)
     items = source.items()
     for item in items:
@@ -161,7 +169,10 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
     policy = card["split"]
     splits = assign_splits(items, policy["policy"], policy["seed"], policy["val_fraction"],
                            where=card["_path"])
-    options = {"shard_size_mb": shard_size_mb, "frames": frame_opts}
+    splits = shuffled_order(splits, int(policy["seed"]))
+    sample_order = {"shuffled": list(SHUFFLED), "seed": int(policy["seed"]),
+                    "rule": "numpy default_rng([seed, 2, split number]).permutation"}
+    options = {"shard_size_mb": shard_size_mb, "frames": frame_opts, "sample_order": sample_order}
     fingerprint = _fingerprint(card, options, splits)
 
     out = os.path.abspath(os.fspath(out))
@@ -243,7 +254,8 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
         "dataset": card["name"], "kind": kind, "classes": card["classes"],
         "num_classes": len(card["classes"]), "sensor_size": card.get("sensor_size"),
         "num_points": card.get("num_points"), "source_format": card["source"],
-        "split_policy": dict(card["split"]), "chorus_version": __version__,
+        "split_policy": dict(card["split"]), "sample_order": sample_order,
+        "chorus_version": __version__,
         "fingerprint": fingerprint, "frames": frame_opts, "options": card["options"],
         "shard_size_mb": shard_size_mb, "stats": stats, "splits": {},
     }
