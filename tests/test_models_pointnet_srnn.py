@@ -152,7 +152,7 @@ def test_recurrent_layer_output_is_its_fixed_point(v_init):
 
 
 def test_recurrent_layer_gradient_equals_plain_stepping():
-    """Output via the whole-sequence LIF keeps the exact BPTT gradient of the plain stepped recurrence."""
+    """The stepped output keeps the exact BPTT gradient of the plain stepped recurrence."""
     from chorus.models.srnn import lif_step
 
     layer = RecurrentLIFLayer(12, 16, NeuronConfig(mps=True, alpha_init=0.3))

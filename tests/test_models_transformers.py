@@ -106,3 +106,63 @@ def test_sdsa_matches_spikingjelly():
     assert (want - tokens).abs().sum() > 0  # the attention branch contributes
     got = ours(tokens)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ``self.scale`` of the official SSA (ZK-Zhou/spikformer): 0.25 in cifar10dvs/model.py (the 2-256 DVS
+# model), 0.125 in cifar10/model.py and imagenet/model.py.
+@pytest.mark.parametrize("name,in_shape,official_scale", [
+    ("spikformer_2_256", (2, 128, 128), 0.25),
+    ("spikformer_4_384", (3, 32, 32), 0.125),
+])
+def test_registered_spikformer_uses_the_official_attention_scale(name, in_shape, official_scale):
+    m = M.create(name, 10, in_shape)
+    scales = {blk.attn.scale for blk in m.blocks}
+    assert scales == {official_scale}
+    assert M.create("spikformer", 10, (2, 64, 64), depth=1, dim=32, heads=4).blocks[0].attn.scale == 0.125
+    assert M.create("spikformer", 10, (2, 64, 64), depth=1, dim=32, heads=4, scale=0.25).blocks[0].attn.scale == 0.25
+
+
+def test_ssa_attention_input_is_scaled_by_a_quarter_for_the_dvs_model():
+    """The attention neuron's input equals (Q Kᵀ) V · 0.25 computed by hand from the Q, K, V spikes, in
+    the official order and head layout (cifar10dvs/model.py), for the registered spikformer_2_256."""
+    torch.manual_seed(0)
+    m = M.create("spikformer_2_256", 10, (2, 128, 128)).eval()
+    ssa = m.blocks[0].attn
+    seen = {}
+    for name in ("q_lif", "k_lif", "v_lif"):
+        getattr(ssa, name).register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, out))
+    ssa.attn_lif.register_forward_pre_hook(lambda mod, inp: seen.__setitem__("attn_in", inp[0]))
+    T, B, N, C, H = 2, 1, 6, 256, 16
+    with torch.no_grad():
+        ssa(torch.rand(T, B, N, C) * 6)
+    q, k, v = (seen[n] for n in ("q_lif", "k_lif", "v_lif"))
+    assert set(q.unique().tolist()) <= {0.0, 1.0} and q.sum() > 0 and k.sum() > 0 and v.sum() > 0
+    d = C // H
+    want = torch.zeros(T, B, N, C)
+    for t in range(T):
+        for h in range(H):
+            qh, kh, vh = (z[t, 0, :, h * d:(h + 1) * d] for z in (q, k, v))  # [N, d]
+            for i in range(N):
+                for c in range(d):
+                    want[t, 0, i, h * d + c] = 0.25 * sum(
+                        float(qh[i] @ kh[j]) * float(vh[j, c]) for j in range(N))
+    got = seen["attn_in"]  # [T, B, heads, N, d]
+    got = got.permute(0, 1, 3, 2, 4).reshape(T, B, N, C)
+    assert want.abs().sum() > 0
+    assert torch.equal(got, want)
+
+
+# Official SDT DVS configs (BICLab/Spike-Driven-Transformer): conf/gesture img_size 128, pooling_stat
+# "0111" (3 max-pools: 128/8 = 16) and conf/cifar10-dvs img_size 64, pooling_stat "0011" (64/4 = 16),
+# so both run on a 16x16 = 256-token grid.
+@pytest.mark.parametrize("in_shape,patch", [((2, 128, 128), 8), ((2, 64, 64), 4)])
+def test_sdt_2_256_has_the_official_16x16_token_grid(in_shape, patch):
+    m = M.create("sdt_2_256", 10, in_shape)
+    pools = [p for p in m.stem.pools if isinstance(p, torch.nn.MaxPool2d)]
+    assert 2 ** len(pools) == patch
+    # the official pooling_stat pools the last stages ("0111" / "0011"), never the first conv's output
+    assert not isinstance(m.stem.pools[0], torch.nn.MaxPool2d)
+    with torch.no_grad():
+        tokens = m.stem(torch.rand(1, 1, *in_shape))
+    assert tokens.shape == (1, 1, 16 * 16, 256)
+    assert M.create("sdt_2_256", 10, (2, 64, 64), patch_size=16).stem(torch.rand(1, 1, 2, 64, 64)).shape[2] == 16

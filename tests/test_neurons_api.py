@@ -70,10 +70,23 @@ def test_autocast_bf16_keeps_membrane_in_fp32():
     ({"v_init": "gaussian"}, "v_init"),
     ({"backend": "cuda"}, "backend"),
     ({"v_reset": "soft"}, "v_reset"),
+    ({"mps": "false"}, "mps='false'"),
+    ({"decay_input": "False"}, "decay_input='False'"),
+    ({"detach_reset": "no"}, "detach_reset='no'"),
+    ({"mps": 1}, "mps=1"),
+    ({"decay_input": None}, "decay_input=None"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         LIF(**kwargs)
+
+
+def test_boolean_keys_take_python_and_numpy_bools():
+    import numpy as np
+
+    lif = LIF(mps=np.bool_(True), decay_input=np.False_, detach_reset=True)
+    assert lif.mps is True and lif.p.decay_input is False and lif.p.detach_reset is True
+    assert type(lif.p.decay_input) is bool and type(lif.mps) is bool
 
 
 def test_bad_input_is_named():
@@ -86,3 +99,13 @@ def test_bad_input_is_named():
         lif(torch.ones(3, 2, dtype=torch.long))
     with pytest.raises(TypeError, match="torch.Tensor"):
         lif([[1.0, 2.0]])
+
+
+def test_recipe_string_bool_is_refused_not_truthy():
+    # neuron={'mps': 'false'} from a YAML/JSON recipe used to turn MPS *on* (bool('false') is True)
+    from chorus.models import NeuronConfig, create
+
+    with pytest.raises(ValueError, match="mps='false'"):
+        NeuronConfig.from_dict({"mps": "false"})
+    with pytest.raises(ValueError, match="mps='false'"):
+        create("vgg_small", 4, (2, 16, 16), neuron={"mps": "false"})

@@ -8,7 +8,9 @@ context removes the hooks and restores ``record_states`` and ``last_states``: a 
 ``Recorder`` runs exactly as if diagnostics did not exist (DESIGN.md: neurons keep no state).
 
 A layer called more than once in one forward pass (a shared or recurrent layer) has its calls joined
-along the time axis.
+along the time axis. A module that steps a ``LIF``'s equations itself instead of calling it (it exposes
+the ``LIF`` as ``stepped_lif`` and takes a ``step_tap`` callback, e.g. the SRNN's recurrent layer)
+reports its per-step inputs X(t), the tensors its steps used, so ∂L/∂X(t) includes the recurrent path.
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ class Recorder:
         self.ops = ops
         self.handles = []
         self.saved_flags: dict[str, tuple] = {}
+        self.saved_taps: list[tuple[nn.Module, object]] = []
         self._x: dict[str, list] = {}
         self._s: dict[str, list] = {}
         self._h: dict[str, list] = {}
@@ -75,6 +78,12 @@ class Recorder:
 
     def __enter__(self) -> "Recorder":
         try:
+            lif_names = {id(lif): name for name, lif in spiking_layers(self.model)}
+            for m in self.model.modules():
+                lif = getattr(m, "stepped_lif", None)
+                if isinstance(lif, LIF) and id(lif) in lif_names:
+                    self.saved_taps.append((m, m.step_tap))
+                    m.step_tap = self._tap(lif_names[id(lif)], lif)
             for name, lif in spiking_layers(self.model):
                 if name in self.chosen:
                     self.saved_flags[name] = (lif.record_states, lif.last_states)
@@ -94,6 +103,9 @@ class Recorder:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+        for m, tap in self.saved_taps:
+            m.step_tap = tap
+        self.saved_taps.clear()
         for name, (flag, last) in self.saved_flags.items():
             self.chosen[name].record_states = flag
             self.chosen[name].last_states = last
@@ -118,6 +130,20 @@ class Recorder:
             self._s.setdefault(name, []).append(spikes.detach())
             if chosen:
                 st = module.last_states
+                self._h.setdefault(name, []).append(st.h_tilde)
+                self._v.setdefault(name, []).append(st.v_prev)
+        return fn
+
+    def _tap(self, name: str, lif: LIF):
+        """``step_tap`` of a module stepping ``lif`` itself: its per-step inputs (``[1, B, ...]`` each, in
+        the graph) and its output spikes, recorded like a call of the ``LIF``."""
+        chosen = name in self.chosen
+
+        def fn(inputs: list[torch.Tensor], spikes: torch.Tensor) -> None:
+            self._s.setdefault(name, []).append(spikes.detach())
+            if chosen:
+                self._x.setdefault(name, []).extend(inputs)
+                st = lif.last_states
                 self._h.setdefault(name, []).append(st.h_tilde)
                 self._v.setdefault(name, []).append(st.v_prev)
         return fn

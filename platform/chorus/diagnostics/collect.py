@@ -24,6 +24,7 @@ from chorus.diagnostics.gradflow import GradFlowAccumulator
 from chorus.diagnostics.membrane import MembraneAccumulator, membrane_metrics
 from chorus.diagnostics.tables import tables as make_tables
 from chorus.diagnostics.tables import to_markdown
+from chorus.models.introspect import eval_mode
 
 
 @dataclass
@@ -95,7 +96,6 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     chosen = resolve_layers(model, layers)
     chosen_names = [n for n, _ in chosen]
     device = _device(model)
-    was_training = model.training
     gen = torch.Generator().manual_seed(seed)
     per_batch = max(1, max_values // len(batches))
     acc = {(n, kind): MembraneAccumulator(per_batch, gen) for n in chosen_names for kind in names.MEMBRANE_KINDS}
@@ -132,8 +132,7 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
         finally:
             ops.paused = False
 
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.random.fork_rng(devices=fork_devices), Recorder(model, chosen, ops) as rec:
             torch.manual_seed(seed)
             grad_left = grad_samples
@@ -146,8 +145,6 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
                 if k > 0:
                     grad_left -= k
                     gradient_pass(x.narrow(batch_dim(x, y.shape[0]), 0, k), y[:k])
-    finally:
-        model.train(was_training)
     T = state["T"]
     num_samples = accuracy.n
     metrics = accuracy.metrics()

@@ -3,7 +3,10 @@
 The usual 45 nm figures (Horowitz, ISSCC 2014): an accumulate (AC) costs 0.9 pJ, a
 multiply-accumulate (MAC) 4.6 pJ. As the issue specifies, the first synaptic layer (``nn.Linear`` or
 ``nn.Conv1d/2d/3d``, in execution order) sees real-valued data and is counted as dense MACs (output
-elements × fan-in, the usual FLOP count); every later synaptic layer is driven by spikes and only
+elements × fan-in, the usual FLOP count). So is any later layer fed real values: one the model marks
+with ``dense_input = True`` (e.g. Spiking PointNet's layers after a T-Net transform, ``x @ trans``),
+or one whose input has a negative value (spikes, their pools and sums never do). Every other
+synaptic layer is driven by spikes and only
 accumulates when one arrives: one AC per (input spike, connected output) pair, counted exactly by
 running the layer with all-ones weights on its input (padding, stride, dilation and groups included;
 for a convolution, on the input summed over each group's input channels, times its output channels).
@@ -54,6 +57,14 @@ def event_ops(module: nn.Module, x: torch.Tensor) -> float:
     return float(counts.sum(dtype=torch.float64).item()) * (module.out_channels // g)
 
 
+def real_valued(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``module``'s input is real-valued data rather than spikes (or pooled/summed spikes): the
+    module is marked ``dense_input = True``, or the input has a negative value."""
+    if getattr(module, "dense_input", False):
+        return True
+    return bool((x.detach() < 0).any().item())
+
+
 @dataclass
 class LayerOps:
     """Operations counted for one synaptic layer over the diagnostics subset."""
@@ -83,7 +94,7 @@ class OpsCounter:
             rec = self.layers[name]
             dense = dense_macs(module, x, out)
             rec.dense += dense
-            if rec.first:
+            if rec.first or real_valued(module, x):
                 rec.mac += dense
             else:
                 rec.ac += event_ops(module, x)

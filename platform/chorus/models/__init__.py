@@ -6,9 +6,9 @@ on :class:`chorus.neurons.LIF`, all taking time-first input and returning per-ti
 ``convert(model, neuron=...)`` brings a SpikingJelly SNN onto chorus neurons.
 """
 from chorus.models.convert import IF_TAU, convert
-from chorus.models.introspect import SpikingModel, mps_layers, spiking_layers
+from chorus.models.introspect import SpikingModel, eval_mode, mps_layers, spiking_layers
 from chorus.models.neuron_config import LIF_KEYS, NeuronConfig
 from chorus.models.registry import create, entry, list, register
 
-__all__ = ["create", "list", "convert", "IF_TAU", "entry", "register", "mps_layers", "spiking_layers", "SpikingModel",
+__all__ = ["create", "list", "convert", "IF_TAU", "entry", "register", "mps_layers", "spiking_layers", "eval_mode", "SpikingModel",
            "NeuronConfig", "LIF_KEYS"]

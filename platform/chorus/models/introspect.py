@@ -5,6 +5,9 @@ membrane statistics (``membrane/mean_{t}/{layer}``).
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from torch import nn
 
 from chorus.neurons import LIF
@@ -20,6 +23,22 @@ def spiking_layers(model: nn.Module) -> list[tuple[str, LIF]]:
 def mps_layers(model: nn.Module) -> list[tuple[str, LIF]]:
     """The ``LIF`` layers with membrane potential smoothing on (each owns one learnable β)."""
     return [(name, m) for name, m in spiking_layers(model) if m.mps]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block, then restore every submodule's own ``training`` flag.
+
+    ``model.train(was_training)`` would set every submodule back to train mode, unfreezing e.g. a
+    BatchNorm that was frozen with ``.eval()`` for fine-tuning; this restores each flag exactly.
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in flags:
+            m.training = training
 
 
 class SpikingModel(nn.Module):

@@ -29,10 +29,13 @@ class PointMLP(nn.Module):
     once, and its output is expanded to ``T`` steps before the first LIF.
     """
 
-    def __init__(self, sizes: tuple[int, ...], neuron: NeuronConfig):
+    def __init__(self, sizes: tuple[int, ...], neuron: NeuronConfig, real_input: bool = False):
         super().__init__()
         self.fcs = nn.ModuleList(LinearBN(a, b, bias=True) for a, b in zip(sizes[:-1], sizes[1:]))
         self.lifs = nn.ModuleList(neuron.make() for _ in sizes[1:])
+        # the first layer multiplies real values (points, or spikes after a T-Net transform): the energy
+        # estimate counts its operations as MACs, not spike-driven accumulates (chorus.diagnostics.energy)
+        self.fcs[0].fc.dense_input = real_input
 
     def forward(self, x: torch.Tensor, T: int | None = None) -> torch.Tensor:
         for i, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
@@ -46,10 +49,10 @@ class PointMLP(nn.Module):
 class TNet(nn.Module):
     """Predicts a k×k transform per sample and timestep (identity + learned offset)."""
 
-    def __init__(self, k: int, neuron: NeuronConfig):
+    def __init__(self, k: int, neuron: NeuronConfig, real_input: bool = False):
         super().__init__()
         self.k = k
-        self.points = PointMLP((k, 64, 128, 1024), neuron)
+        self.points = PointMLP((k, 64, 128, 1024), neuron, real_input=real_input)
         self.fc = PointMLP((1024, 512, 256), neuron)
         self.out = nn.Linear(256, k * k)
 
@@ -68,10 +71,10 @@ class SpikingPointNet(SpikingModel):
         self.in_shape = tuple(in_shape)
         self.timesteps = timesteps
         self._check_timesteps()
-        self.input_tnet = TNet(3, neuron) if input_transform else None
-        self.mlp1 = PointMLP((3, 64, 64), neuron)
-        self.feature_tnet = TNet(64, neuron) if feature_transform else None
-        self.mlp2 = PointMLP((64, 128, 1024), neuron)
+        self.input_tnet = TNet(3, neuron, real_input=True) if input_transform else None
+        self.mlp1 = PointMLP((3, 64, 64), neuron, real_input=True)  # the cloud, or the transformed cloud
+        self.feature_tnet = TNet(64, neuron) if feature_transform else None  # fed mlp1's spikes
+        self.mlp2 = PointMLP((64, 128, 1024), neuron, real_input=feature_transform)  # spikes @ trans
         self.fc1, self.lif1 = LinearBN(1024, 512, bias=True), neuron.make()
         self.fc2 = nn.Linear(512, 256)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()

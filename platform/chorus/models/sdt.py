@@ -10,7 +10,9 @@ matrix products take spikes. On tokens ``[T, B, N, dim]``:
 
 The stem is the SPS with the membrane shortcut (:class:`~chorus.models.transformer_layers.SpikingPatchStem`).
 ``sdt_2_256`` is the paper's CIFAR10-DVS / DVS128 Gesture configuration (2 blocks, dim 256, 16 heads,
-MLP ratio 4, patch 16; the paper runs it at T = 16 on 128×128, and it also runs at 64×64);
+MLP ratio 4) with the official 16×16 token grid: patch 8 at 128×128 (DVS128 Gesture, T = 16; pooling
+"0111" in BICLab/Spike-Driven-Transformer's conf/gesture) and patch 4 at 64×64 (CIFAR10-DVS; pooling
+"0011" in its conf/cifar10-dvs), i.e. ``patch_size = H // 16`` unless given;
 ``sdt_8_384`` the ImageNet one (8 blocks, dim 384, 8 heads).
 """
 from __future__ import annotations
@@ -95,10 +97,13 @@ def sdt(num_classes, in_shape, neuron, depth=2, dim=256, heads=16, mlp_ratio=4.0
                                   attn_v_threshold, channels_last)
 
 
-@register("sdt_2_256", "image", 16, "Spike-driven Transformer 2-256 of the paper for CIFAR10-DVS / DVS128 Gesture")
-def sdt_2_256(num_classes, in_shape, neuron, attn_v_threshold=0.5, channels_last=True):
+@register("sdt_2_256", "image", 16,
+          "Spike-driven Transformer 2-256 of the paper for CIFAR10-DVS / DVS128 Gesture (16x16 tokens)")
+def sdt_2_256(num_classes, in_shape, neuron, attn_v_threshold=0.5, channels_last=True, patch_size=None):
+    if patch_size is None:
+        patch_size = max(1, int(in_shape[1]) // 16)  # 16x16 tokens: 8 at 128x128, 4 at 64x64 (official configs)
     return SpikeDrivenTransformer(num_classes, in_shape, neuron, depth=2, dim=256, heads=16, mlp_ratio=4.0,
-                                  patch_size=16, attn_v_threshold=attn_v_threshold,
+                                  patch_size=patch_size, attn_v_threshold=attn_v_threshold,
                                   channels_last=channels_last)
 
 

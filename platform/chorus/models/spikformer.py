@@ -5,14 +5,17 @@ SPS stem (:class:`~chorus.models.transformer_layers.SpikingPatchStem`), then ``d
 readout per timestep.
 
 Spiking self-attention (SSA) has no softmax: Q, K, V are spikes (linear–BN–LIF), and
-``SSA = LIF_attn(Q Kᵀ V · s)`` with s = 0.125, then linear–BN–LIF. Q, K and V are binary, so
-Q (Kᵀ V) is computed instead of (Q Kᵀ) V (linear in the number of tokens) with identical integer
-sums. The attention neuron keeps its own threshold (``attn_v_threshold``, 0.5 as in the paper); every
-other setting comes from the model's ``neuron`` config.
+``SSA = LIF_attn(Q Kᵀ V · s)`` with the scale s of the official code (``scale``: 0.125 in its
+CIFAR and ImageNet models, 0.25 in its CIFAR10-DVS / DVS128 Gesture model), then linear–BN–LIF.
+Q, K and V are binary, so Q (Kᵀ V) is computed instead of (Q Kᵀ) V (linear in the number of tokens)
+with identical integer sums. The attention neuron keeps its own threshold (``attn_v_threshold``, 0.5
+as in the paper); every other setting comes from the model's ``neuron`` config.
 
 Published configurations: ``spikformer_2_256`` (CIFAR10-DVS / DVS128 Gesture: 2 blocks, dim 256,
-16 heads, MLP ratio 4, patch 16, 2×128×128 input at T = 16; 2.57M parameters in the paper's Table 3)
-and ``spikformer_4_384`` (CIFAR-10: 4 blocks, dim 384, 12 heads, patch 4, 3×32×32 at T = 4; 9.32M).
+16 heads, MLP ratio 4, patch 16, attention scale 0.25, 2×128×128 input at T = 16; 2.57M parameters
+in the paper's Table 3) and ``spikformer_4_384`` (CIFAR-10: 4 blocks, dim 384, 12 heads, patch 4, attention
+scale 0.125, 3×32×32 at T = 4; 9.32M). The scales are ``self.scale`` of ZK-Zhou/spikformer's
+``cifar10dvs/model.py`` (0.25) and ``cifar10/model.py`` / ``imagenet/model.py`` (0.125).
 """
 from __future__ import annotations
 
@@ -60,9 +63,10 @@ class SpikingMLP(nn.Module):
 
 
 class SpikformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, neuron: NeuronConfig, attn_v_threshold: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, neuron: NeuronConfig, attn_v_threshold: float,
+                 scale: float = 0.125):
         super().__init__()
-        self.attn = SpikingSelfAttention(dim, heads, neuron, attn_v_threshold)
+        self.attn = SpikingSelfAttention(dim, heads, neuron, attn_v_threshold, scale)
         self.mlp = SpikingMLP(dim, int(dim * mlp_ratio), neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,12 +79,14 @@ class Spikformer(SpikingModel):
 
     def __init__(self, num_classes: int, in_shape: tuple[int, int, int], neuron: NeuronConfig, depth: int = 2,
                  dim: int = 256, heads: int = 16, mlp_ratio: float = 4.0, patch_size: int = 16,
-                 attn_v_threshold: float = 0.5, channels_last: bool = True):
+                 attn_v_threshold: float = 0.5, channels_last: bool = True, scale: float = 0.125):
         super().__init__()
         check_dims(dim, heads, mlp_ratio, depth, patch_size)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ValueError(f"scale={scale!r} must be a positive number (the SSA attention scale)")
         self.in_shape = tuple(in_shape)
         self.stem = SpikingPatchStem(in_shape[0], dim, patch_size, neuron, channels_last=channels_last)
-        self.blocks = nn.Sequential(*[SpikformerBlock(dim, heads, mlp_ratio, neuron, attn_v_threshold)
+        self.blocks = nn.Sequential(*[SpikformerBlock(dim, heads, mlp_ratio, neuron, attn_v_threshold, float(scale))
                                       for _ in range(depth)])
         self.head = nn.Linear(dim, num_classes)
 
@@ -90,20 +96,20 @@ class Spikformer(SpikingModel):
 
 
 @register("spikformer", "image", 16,
-          "Spikformer with depth/dim/heads/mlp_ratio/patch_size keywords (default 2-256)")
+          "Spikformer with depth/dim/heads/mlp_ratio/patch_size/scale keywords (default 2-256, scale 0.125)")
 def spikformer(num_classes, in_shape, neuron, depth=2, dim=256, heads=16, mlp_ratio=4.0, patch_size=16,
-               attn_v_threshold=0.5, channels_last=True):
+               attn_v_threshold=0.5, channels_last=True, scale=0.125):
     return Spikformer(num_classes, in_shape, neuron, depth, dim, heads, mlp_ratio, patch_size, attn_v_threshold,
-                      channels_last)
+                      channels_last, scale)
 
 
 @register("spikformer_2_256", "image", 16, "Spikformer-2-256 of the paper for CIFAR10-DVS / DVS128 Gesture (128x128)")
 def spikformer_2_256(num_classes, in_shape, neuron, attn_v_threshold=0.5, channels_last=True):
     return Spikformer(num_classes, in_shape, neuron, depth=2, dim=256, heads=16, mlp_ratio=4.0, patch_size=16,
-                      attn_v_threshold=attn_v_threshold, channels_last=channels_last)
+                      attn_v_threshold=attn_v_threshold, channels_last=channels_last, scale=0.25)
 
 
 @register("spikformer_4_384", "image", 4, "Spikformer-4-384 of the paper for CIFAR-10 (32x32, patch 4)")
 def spikformer_4_384(num_classes, in_shape, neuron, attn_v_threshold=0.5, channels_last=True):
     return Spikformer(num_classes, in_shape, neuron, depth=4, dim=384, heads=12, mlp_ratio=4.0, patch_size=4,
-                      attn_v_threshold=attn_v_threshold, channels_last=channels_last)
+                      attn_v_threshold=attn_v_threshold, channels_last=channels_last, scale=0.125)

@@ -7,9 +7,16 @@ batch); only the recurrent product and the neuron are stepped. The BatchNorm (``
 sparse SHD spike input from leaving a fresh network silent; with ``bn=False`` it is ``W x + b``.
 
 The chorus ``LIF`` layer takes whole sequences, so the recurrent layer steps the same equations
-(DESIGN.md, "The spiking core") with :func:`lif_step`, using its ``LIF``'s settings and β. With the
-recurrent weights at zero the layer gives exactly the spikes of ``LIF(BN(W x))`` (tested). The layer's
-output comes from its ``LIF`` run on the whole effective input, so hooks and ``record_states`` work.
+(DESIGN.md, "The spiking core") with :func:`lif_step`, using its ``LIF``'s settings and β; the stepped
+spikes are the layer's output (the neuron runs once per timestep, never a second time). With the
+recurrent weights at zero the layer gives exactly the spikes of ``LIF(BN(W x))`` (tested).
+
+The ``LIF`` module itself is never called, so its forward hooks do not fire. Diagnostics see the layer
+through ``stepped_lif`` and ``step_tap``: with ``lif.record_states`` set the layer fills
+``lif.last_states`` from the loop, and a ``step_tap(inputs, spikes)`` callback (set by
+:class:`chorus.diagnostics.capture.Recorder`) receives the per-step inputs X(t) = I(t) + R s(t−1)
+(each ``[1, B, fout]``, the tensors the steps used, in the autograd graph) and the output spikes, so
+∂L/∂X(t) covers both the direct path and the recurrent one through s(t) → X(t+1).
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from chorus.models.introspect import SpikingModel
 from chorus.models.layers import check_input
 from chorus.models.neuron_config import NeuronConfig
 from chorus.models.registry import register
-from chorus.neurons import LIF
+from chorus.neurons import LIF, LIFStates
 from chorus.neurons.surrogate import spike
 
 
@@ -45,6 +52,7 @@ class RecurrentLIFLayer(nn.Module):
         self.bn = nn.BatchNorm1d(fout) if bn else nn.Identity()
         self.rec = nn.Linear(fout, fout, bias=False)
         self.lif = neuron.make()
+        self.step_tap = None  # diagnostics callback(inputs, spikes), see the module docstring
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
@@ -55,10 +63,18 @@ class RecurrentLIFLayer(nn.Module):
             spikes = self._run(current if current.dtype == torch.float64 else current.float())
         return spikes.to(out_dtype)
 
+    @property
+    def stepped_lif(self) -> LIF:
+        """The ``LIF`` whose equations this layer steps itself (for the diagnostics' recorder)."""
+        return self.lif
+
     def _run(self, current: torch.Tensor) -> torch.Tensor:
         lif = self.lif
-        rng = _rng_state(current.device)
-        if lif.v_init == "uniform":  # drawn exactly as LIF.forward draws it, replayed below
+        tap, record = self.step_tap, lif.record_states
+        if tap is not None and torch.is_grad_enabled() and not current.requires_grad:
+            # frozen weights: make the current a leaf so that ∂L/∂X(t) exists (as the recorder does for a LIF)
+            current = current.detach().requires_grad_(True)
+        if lif.v_init == "uniform":  # drawn exactly as LIF.forward draws it
             v = torch.rand(current.shape[1:], device=current.device, dtype=current.dtype) * lif.v_init_scale
         else:
             v = current.new_full(current.shape[1:], lif.p.vr)
@@ -66,29 +82,22 @@ class RecurrentLIFLayer(nn.Module):
         alpha = torch.sigmoid(lif.beta).to(current.dtype) if lif.beta is not None else None
         w_dtype = self.rec.weight.dtype  # bf16 when the whole model is cast (DeepSpeed bf16)
         s = torch.zeros_like(v)
-        inputs = []
+        inputs, spikes, h_tilde, v_prev = [], [], [], []
         for t in range(current.shape[0]):
-            x_t = current[t] + self.rec(s.to(w_dtype)).to(current.dtype)
-            s, v, h = lif_step(lif, x_t, v, h, alpha)
+            x_t = (current[t] + self.rec(s.to(w_dtype)).to(current.dtype)).unsqueeze(0)
+            if record:
+                v_prev.append(v.detach())
+            s, v, h = lif_step(lif, x_t[0], v, h, alpha)
             inputs.append(x_t)
-        # The LIF layer itself, run once on the whole input sequence X(t) = I(t) + R s(t−1), gives the
-        # same spikes as the steps (with the same V(0): the random state is replayed); its output is the
-        # layer's, so forward hooks, ``record_states`` and the diagnostics see this layer like any
-        # other. The gradient stays exact: the recurrent path runs through the stepped spikes, which
-        # share the LIF's equations, surrogate and β.
-        _set_rng_state(current.device, rng)
-        return lif(torch.stack(inputs))
-
-
-def _rng_state(device: torch.device):
-    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
-
-
-def _set_rng_state(device: torch.device, state) -> None:
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state, device)
-    else:
-        torch.set_rng_state(state)
+            spikes.append(s)
+            if record:
+                h_tilde.append(h.detach())
+        out = torch.stack(spikes)
+        if record:
+            lif.last_states = LIFStates(torch.stack(h_tilde), torch.stack(v_prev))
+        if tap is not None:
+            tap(inputs, out)
+        return out
 
 
 class SRNN(SpikingModel):

@@ -45,6 +45,17 @@ class LIFParams:
         return 1.0 / self.tau if self.decay_input else 1.0
 
 
+def _is_bool(value) -> bool:
+    """A real boolean: Python ``bool`` or a NumPy ``bool_`` (not the string ``'false'``, nor 0/1)."""
+    if isinstance(value, bool):
+        return True
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy ships with torch
+        return False
+    return isinstance(value, np.bool_)
+
+
 def make_params(
     tau: float = 2.0,
     v_threshold: float = 1.0,
@@ -65,6 +76,9 @@ def make_params(
         isinstance(v_reset, bool) or not isinstance(v_reset, (int, float)) or not math.isfinite(v_reset)
     ):
         raise ValueError(f"v_reset={v_reset!r} must be a finite number, or None for the soft reset")
+    for name, value in (("decay_input", decay_input), ("detach_reset", detach_reset), ("mps", mps)):
+        if not _is_bool(value):
+            raise ValueError(f"{name}={value!r} must be True or False")
     alpha_s = check_surrogate(surrogate, surrogate_alpha)
     return LIFParams(
         tau=float(tau),

@@ -13,6 +13,7 @@ import tempfile
 import torch
 
 from chorus.losses import ensemble_loss
+from chorus.models.introspect import eval_mode
 from chorus.train.components import iterate
 from chorus.train.metrics import TimestepAccuracy
 
@@ -21,8 +22,11 @@ from chorus.train.metrics import TimestepAccuracy
 def evaluate(model, loader, *, T: int, accelerator=None, loss_kwargs: dict | None = None,
              dtype: torch.dtype | None = None) -> dict[str, float]:
     """Per-timestep accuracies and loss of ``model`` over ``loader`` (all processes together)."""
-    was_training = model.training
-    model.eval()
+    with eval_mode(model):
+        return _evaluate(model, loader, T=T, accelerator=accelerator, loss_kwargs=loss_kwargs, dtype=dtype)
+
+
+def _evaluate(model, loader, *, T, accelerator, loss_kwargs, dtype) -> dict[str, float]:
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     meter = TimestepAccuracy(T)
     lk = dict(loss_kwargs or {})
@@ -37,7 +41,6 @@ def evaluate(model, loader, *, T: int, accelerator=None, loss_kwargs: dict | Non
         loss = ensemble_loss(logits.float(), y, **lk)["loss"]
         meter.update(logits, y, loss)
     meter.reduce(accelerator)
-    model.train(was_training)
     return meter.result()
 
 
@@ -71,13 +74,9 @@ def run_diagnostics(model, batches, *, loss_kwargs: dict, layers, epoch: int, tr
         from chorus import diagnostics
     except ImportError:
         return {}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         d = diagnostics.collect(model, batches, loss_fn=lambda logits, y: ensemble_loss(logits.float(), y, **loss_kwargs),
                                 layers=layers, history=history)
-    finally:
-        model.train(was_training)
     folder = f"diagnostics/epoch_{epoch:03d}"
     with tempfile.TemporaryDirectory() as tmp:
         for name, png in (d.figures or {}).items():
