@@ -75,6 +75,26 @@ def test_ensemble_module_drops_only_in_training():
     assert mod(logits, y)["loss_tasg"].item() == pytest.approx(tasg_loss(logits).item())
 
 
+def test_ensemble_module_drops_pairs_in_training():
+    """Training mode: each of the T-1 pair terms is kept when its uniform draw is >= p_drop (seeded);
+    the expected value is the kept pairs' terms, each computed alone, over T-1."""
+    logits, y = torch.randn(6, 3, 4), torch.tensor([0, 1, 2])
+    terms = torch.stack([tasg_loss(logits[t:t + 2]) for t in range(5)])     # one pair each (T-1 = 1)
+    keep = torch.rand(5, generator=torch.Generator().manual_seed(2)) >= 0.5
+    assert 0 < keep.sum() < 5                                              # the seed drops some, not all
+    mod = EnsembleLoss(gamma=1.0, p_drop=0.5).train()
+    out = mod(logits, y, generator=torch.Generator().manual_seed(2))
+    assert out["loss_tasg"].item() == pytest.approx((terms * keep).sum().item() / 5, rel=1e-5)
+    assert out["loss_tasg"].item() < tasg_loss(logits).item() - 1e-6      # p_drop took effect
+    ce = F.cross_entropy(logits.mean(0), y).item()
+    assert out["loss"].item() == pytest.approx(ce + out["loss_tasg"].item(), rel=1e-5)
+    # without a generator the drop is drawn from the (seeded) global RNG
+    torch.manual_seed(11)
+    keep = torch.rand(5) >= 0.5
+    torch.manual_seed(11)
+    assert mod(logits, y)["loss_tasg"].item() == pytest.approx((terms * keep).sum().item() / 5, rel=1e-5)
+
+
 @pytest.mark.parametrize("call,needle", [
     (lambda: tasg_loss(torch.randn(3, 4)), r"\[T, B, C\]"),
     (lambda: tasg_loss(torch.randn(3, 2, 4), temperature=0), "temperature"),

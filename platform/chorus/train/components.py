@@ -52,6 +52,13 @@ def make_loader(recipe: Recipe, split: str, *, train: bool, epoch: int = 0, rank
                        augment=d.augment if train else None, on_error=d.on_error, start_batch=start_batch)
 
 
+def loss_kwargs(recipe: Recipe) -> dict:
+    """The evaluation-loss arguments of ``recipe.loss`` (all but ``p_drop``, a training-only setting):
+    one definition for the training loop's val/test loss and ``chorus eval``."""
+    lc = recipe.loss
+    return dict(gamma=lc.gamma, temperature=lc.temperature, ce=lc.ce, label_smoothing=lc.label_smoothing)
+
+
 def neuron_kwargs(recipe: Recipe) -> dict:
     return {k: getattr(recipe.neuron, k) for k in NEURON_KEYS}
 

@@ -6,6 +6,7 @@ per-timestep table as training.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -24,8 +25,6 @@ def find_checkpoint(path: str) -> str:
     root = os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path
     best = os.path.join(root, BEST_FILE)
     if os.path.isfile(best):
-        import json
-
         with open(best) as f:
             cand = os.path.join(root, json.load(f)["name"])
         if os.path.isdir(cand):
@@ -43,10 +42,10 @@ def evaluate_checkpoint(path: str, timesteps: int | None = None, split: str = "t
     with ``table`` (Markdown) and ``checkpoint``."""
     ck = find_checkpoint(path)
     overrides = []
-    if shards:
-        overrides.append(f"data.shards={shards}")
+    if shards:      # quoted: a path with "#" or one that reads as a number stays the path
+        overrides.append(f"data.shards={json.dumps(shards)}")
     if batch_size:
-        overrides.append(f"data.eval_batch_size={batch_size}")
+        overrides.append(f"data.eval_batch_size={json.dumps(batch_size)}")
     recipe = load_recipe(os.path.join(ck, RECIPE_FILE), overrides)
     T = timesteps or recipe.data.T
     manifest = components.open_shards(recipe)
@@ -56,7 +55,7 @@ def evaluate_checkpoint(path: str, timesteps: int | None = None, split: str = "t
     model.load_state_dict(load_model_weights(ck))
     if hasattr(model, "timesteps"):
         model.timesteps = T
-    loss_kwargs = dict(gamma=recipe.loss.gamma, temperature=recipe.loss.temperature, ce=recipe.loss.ce)
+    loss_kwargs = components.loss_kwargs(recipe)      # the training loop's, label smoothing included
     loader = components.make_loader(recipe, split, train=False, T=T)
     with torch.no_grad():
         result = evaluate(model, loader, T=T, loss_kwargs=loss_kwargs)

@@ -19,13 +19,13 @@ import time
 import torch
 from tqdm import tqdm
 
-from chorus.config import Recipe, flatten, save_recipe, to_dict
+from chorus.config import Recipe, RecipeError, flatten, save_recipe, to_dict
 from chorus.losses import EnsembleLoss
 from chorus.train import components, rundir, setup
 from chorus.train.checkpoint import CheckpointManager
 from chorus.train.evaluate import alpha_values, evaluate, first_batches, run_diagnostics
 from chorus.train.metrics import prefixed, timestep_table
-from chorus.train.optim import build_optimizer, build_scheduler, rebase_lr
+from chorus.train.optim import build_optimizer, build_scheduler, reapply_hparams, rebase_lr
 from chorus.tracking import NullTracker, Tracker
 
 
@@ -68,8 +68,9 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
     n_batches = len(components.make_loader(recipe, "train", train=True, epoch=0, rank=rank, world_size=world))
     steps_per_epoch = n_batches // t.grad_accum
     if steps_per_epoch == 0:
-        raise ValueError(f"data.batch_size={d.batch_size} x train.grad_accum={t.grad_accum} x {world} processes "
-                         f"leaves no full step in the {n_batches} training batches of {d.shards}")
+        where = f" in {recipe.source}" if recipe.source else ""
+        raise RecipeError(f"data.batch_size={d.batch_size} x train.grad_accum={t.grad_accum} x {world} processes "
+                          f"leaves no full step in the {n_batches} training batches of {d.shards}{where}")
     used_batches = steps_per_epoch * t.grad_accum          # the remainder of an epoch is dropped
     total_steps = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
     scheduler = build_scheduler(optimizer, recipe.schedule, steps_per_epoch, total_steps, recipe.optim.lr)
@@ -83,8 +84,7 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
     from chorus.models import mps_layers
 
     alpha_layers = mps_layers(raw)
-    loss_kwargs = dict(gamma=recipe.loss.gamma, temperature=recipe.loss.temperature, ce=recipe.loss.ce,
-                       label_smoothing=recipe.loss.label_smoothing)
+    loss_kwargs = components.loss_kwargs(recipe)
     loss_fn = EnsembleLoss(p_drop=recipe.loss.p_drop, **loss_kwargs).train()
 
     # ---- checkpoints and resume ---------------------------------------------------------------------
@@ -97,26 +97,28 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
         saved_lr = rebase_lr(optimizer, scheduler, recipe.optim.lr)   # chorus tune's PBT perturbs optim.lr
         if saved_lr is not None:
             say(f"[chorus] learning rate: optim.lr={recipe.optim.lr:g} replaces the checkpoint's {saved_lr:g}")
+        for key, (old, new) in reapply_hparams(optimizer, recipe.optim).items():   # weight decay, momentum, betas, eps
+            say(f"[chorus] optimizer {key}: the recipe's {new} replaces the checkpoint's {old}")
 
     # ---- tracking (main process only) -----------------------------------------------------------------
     tracker = NullTracker()
-    if main:
-        tc = recipe.tracking
-        tracker = Tracker(enabled=tc.enabled, uri=tc.uri, experiment=tc.experiment, local_dir=run_dir)
-        run_info = os.path.join(run_dir, "run.json")
-        old = json.load(open(run_info)) if resume_from and os.path.isfile(run_info) else {}
-        tracker.start(tc.run_name or recipe.name, flatten(to_dict(recipe)),
-                      tags={"chorus.recipe": recipe.source or "", "chorus.run_dir": run_dir, **tc.tags},
-                      parent_run_id=tc.parent_run_id, resume_run_id=old.get("mlflow_run_id"))
-        with open(run_info, "w") as f:
-            json.dump({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri}, f)
-        tracker.log_artifact(os.path.join(run_dir, "recipe.yaml"))
-
-    step, samples = state["step"], state["samples"]
-    local_batches, train_time, val, last_ckpt = 0, 0.0, {}, resume_from
-    history: list[dict] = []
-    stop = state["step"] >= total_steps
     try:
+        if main:
+            tc = recipe.tracking
+            tracker = Tracker(enabled=tc.enabled, uri=tc.uri, experiment=tc.experiment, local_dir=run_dir)
+            run_info = os.path.join(run_dir, "run.json")
+            old = json.load(open(run_info)) if resume_from and os.path.isfile(run_info) else {}
+            tracker.start(tc.run_name or recipe.name, flatten(to_dict(recipe)),
+                          tags={"chorus.recipe": recipe.source or "", "chorus.run_dir": run_dir, **tc.tags},
+                          parent_run_id=tc.parent_run_id, resume_run_id=old.get("mlflow_run_id"))
+            with open(run_info, "w") as f:
+                json.dump({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri}, f)
+            tracker.log_artifact(os.path.join(run_dir, "recipe.yaml"))
+
+        step, samples = state["step"], state["samples"]
+        local_batches, train_time, val, last_ckpt = 0, 0.0, {}, resume_from
+        history: list[dict] = []
+        stop = state["step"] >= total_steps
         for epoch in range(state["epoch"], t.epochs):
             if stop:
                 break
@@ -219,14 +221,15 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
             if _broadcast(acc, wants_stop):
                 say(f"[chorus] stopped after epoch {epoch + 1} (hooks.should_stop)")
                 stop = True
+
+        # ---- the end: test evaluation, table, artifacts --------------------------------------------------
+        return _finish(recipe, manifest, acc, raw, tracker, ckpt, run_dir, dict(
+            val=val, history=history, step=step, samples=samples, local_batches=local_batches,
+            train_time=train_time, loss_kwargs=loss_kwargs, in_dtype=in_dtype, last_ckpt=last_ckpt), say)
     except BaseException:
+        # any failure after the MLflow run started (the loop, test evaluation, artifact upload) ends it
         tracker.end("FAILED" if not isinstance(sys.exc_info()[1], KeyboardInterrupt) else "KILLED")
         raise
-
-    # ---- the end: test evaluation, table, artifacts ------------------------------------------------------
-    return _finish(recipe, manifest, acc, raw, tracker, ckpt, run_dir, dict(
-        val=val, history=history, step=step, samples=samples, local_batches=local_batches,
-        train_time=train_time, loss_kwargs=loss_kwargs, in_dtype=in_dtype, last_ckpt=last_ckpt), say)
 
 
 def _finish(recipe, manifest, acc, raw, tracker, ckpt, run_dir, r: dict, say) -> dict:

@@ -60,6 +60,35 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps
         optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch, total_steps, base_lr))
 
 
+def recipe_hparams(cfg: OptimConfig) -> dict:
+    """The optimizer hyper-parameters (other than ``lr``) that ``optim`` sets, as torch param-group keys."""
+    if cfg.name == "sgd":
+        return {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
+    if cfg.name == "adamw":
+        return {"betas": tuple(cfg.betas), "eps": cfg.eps}
+    raise ValueError(f"optim.name={cfg.name!r} is not known; choose sgd or adamw")
+
+
+def reapply_hparams(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> dict:
+    """After a resume, give every param group the recipe's hyper-parameters (weight decay, momentum,
+    Nesterov, betas, eps; ``lr`` goes through :func:`rebase_lr`): ``load_state_dict`` restores the
+    values saved with the checkpoint, and a resumed recipe (or a PBT-perturbed one) must win.
+    The decay group (the first, see :func:`param_groups`) gets ``optim.weight_decay``; the no-decay
+    group keeps 0.0. Returns ``{key: (saved, recipe)}`` for the values that changed."""
+    want = recipe_hparams(cfg)
+    changed = {}
+    for i, group in enumerate(optimizer.param_groups):
+        for key, value in {**want, "weight_decay": cfg.weight_decay if i == 0 else 0.0}.items():
+            if key not in group:
+                continue
+            old = group[key]
+            same = (tuple(old) == tuple(value)) if isinstance(value, tuple) else old == value
+            if not same:
+                changed.setdefault(key, (tuple(old) if isinstance(old, (list, tuple)) else old, value))
+                group[key] = value
+    return changed
+
+
 def rebase_lr(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, lr: float) -> float | None:
     """After a resume, make ``lr`` (the recipe's ``optim.lr``) the base learning rate, keeping the
     schedule's current factor; returns the base rate the checkpoint had, or None when unchanged.

@@ -2,13 +2,14 @@
 
 A fresh run gets ``runs/{name}-{YYYYmmdd-HHMMSS}`` unless ``train.out_dir`` names one. ``resume``:
 ``never`` (a folder that already holds checkpoints is refused, so nothing is overwritten), ``auto``
-(the latest checkpoint of ``out_dir``, or of the newest ``runs/{name}-*``; a fresh start when none),
+(the latest checkpoint of ``out_dir``, or of the newest ``runs/{name}-{YYYYmmdd-HHMMSS}[-n]`` — only
+this recipe's own run folders, never ``runs/{name}-large-...``; a fresh start when none),
 or a path to a run folder or a checkpoint folder.
 """
 from __future__ import annotations
 
-import glob
 import os
+import re
 import time
 
 from chorus.config import Recipe, RecipeError
@@ -17,6 +18,22 @@ from chorus.train.checkpoint import STATE_FILE, latest_checkpoint
 
 def _ckpt_root(run_dir: str) -> str:
     return os.path.join(run_dir, "checkpoints")
+
+
+def own_run_dirs(name: str, root: str = "runs") -> list[str]:
+    """This recipe's run folders in ``root`` (``{name}-{YYYYmmdd-HHMMSS}`` or ``...-{n}``), newest first.
+
+    Only that exact pattern matches: recipe ``exp`` never picks up ``exp-large-20240101-000000``."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        return []
+    pattern = re.compile(re.escape(name) + r"-(\d{8})-(\d{6})(?:-(\d+))?")
+    found = []
+    for entry in os.listdir(root):
+        m = pattern.fullmatch(entry)
+        if m and os.path.isdir(os.path.join(root, entry)):
+            found.append(((m.group(1), m.group(2), int(m.group(3) or 1)), os.path.join(root, entry)))
+    return [path for _, path in sorted(found, reverse=True)]
 
 
 def resolve(recipe: Recipe) -> tuple[str, str | None]:
@@ -42,7 +59,7 @@ def resolve(recipe: Recipe) -> tuple[str, str | None]:
                               f"train.out_dir{where}")
         return run_dir, ck if mode == "auto" else None
     if mode == "auto":
-        for cand in sorted(glob.glob(os.path.abspath(f"runs/{recipe.name}-*")), reverse=True):
+        for cand in own_run_dirs(recipe.name):
             ck = latest_checkpoint(_ckpt_root(cand))
             if ck is not None:
                 return cand, ck

@@ -21,7 +21,7 @@ from chorus.tune.mlflow_runs import ChildRunCloser, SearchRuns
 from chorus.tune.results import best_row, format_table, trial_rows, write_csv
 from chorus.tune.schedulers import make_scheduler
 from chorus.tune.space import num_trials, param_space, search_keys
-from chorus.tune.spec import SearchRecipe, SearchRecipeError
+from chorus.tune.spec import SearchRecipe, SearchRecipeError, check_scheduler_epochs
 
 STATE_FILE = "chorus_search.json"
 DRIVER_CPU = 0.01     # CPU reserved by a distributed trial's driver (resources.workers > 1)
@@ -69,6 +69,15 @@ def _checkpoints_kept(spec: SearchRecipe) -> int:
     return max(spec.checkpoint_keep, 4) if spec.scheduler.type == "pbt" else spec.checkpoint_keep
 
 
+def _scheduler(spec: SearchRecipe, epochs: int):
+    """The trial scheduler, built (and so checked by Ray too) before the search writes anything."""
+    check_scheduler_epochs(spec, epochs)
+    try:
+        return make_scheduler(spec, epochs)
+    except (AssertionError, ValueError, TypeError) as exc:
+        raise SearchRecipeError(f"'scheduler' in {spec.source}: {exc or type(exc).__name__}") from None
+
+
 def _dirname(trial) -> str:
     return trial.trial_id
 
@@ -80,6 +89,7 @@ def run_search(spec: SearchRecipe, *, address: Optional[str] = None, resume: boo
     stream = stream or sys.stdout
     base = check_against_base(spec)
     epochs = int(base.train.epochs)
+    scheduler = _scheduler(spec, epochs)       # a bad value fails here, before anything is written
     exp_dir = os.path.join(spec.storage_path, spec.name)
     state_path = os.path.join(exp_dir, STATE_FILE)
     uri, experiment, tracking = _tracking(spec, base)
@@ -119,7 +129,7 @@ def run_search(spec: SearchRecipe, *, address: Optional[str] = None, resume: boo
                   f"scheduler {spec.scheduler.type}, Ray {session['address']} "
                   f"(started in {session['startup_s']:.1f} s)", file=stream, flush=True)
             t0 = time.perf_counter()
-            results = _fit(spec, ctx, exp_dir, epochs, uri, parent_id, resume, retry_failed)
+            results = _fit(spec, ctx, exp_dir, scheduler, uri, parent_id, resume, retry_failed)
             fit_s = time.perf_counter() - t0
         unfinished, missing = _unfinished(exp_dir, num_trials(spec))
         if unfinished or missing:
@@ -137,7 +147,7 @@ def run_search(spec: SearchRecipe, *, address: Optional[str] = None, resume: boo
         runs.end(status)
 
 
-def _fit(spec, ctx, exp_dir, epochs, uri, parent_id, resume, retry_failed):
+def _fit(spec, ctx, exp_dir, scheduler, uri, parent_id, resume, retry_failed):
     from ray import tune
 
     trainable = _trainable(spec, ctx)
@@ -149,7 +159,7 @@ def _fit(spec, ctx, exp_dir, epochs, uri, parent_id, resume, retry_failed):
             trainable,
             param_space=param_space(spec),
             tune_config=tune.TuneConfig(
-                metric=spec.metric, mode=spec.mode, scheduler=make_scheduler(spec, epochs),
+                metric=spec.metric, mode=spec.mode, scheduler=scheduler,
                 num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent,
                 trial_dirname_creator=_dirname),
             run_config=tune.RunConfig(

@@ -266,6 +266,36 @@ _NESTED = {"SchedulerSpec": SchedulerSpec, "Resources": Resources, "TrackingSpec
            "HeatmapSpec": HeatmapSpec}
 
 
+def _check_scheduler(sched: SchedulerSpec, where: str) -> None:
+    """Range checks of the scheduler's numbers, so a bad value fails here, naming the key and the file,
+    not as a bare assertion inside Ray after the search folder and its MLflow run exist."""
+    def bad(key: str, rule: str, value) -> SearchRecipeError:
+        return SearchRecipeError(f"'scheduler.{key}' in {where}: must be {rule}, got {value!r}")
+
+    if sched.type == "asha":
+        if not sched.reduction_factor > 1:
+            raise bad("reduction_factor", "> 1", sched.reduction_factor)
+        if sched.max_t is not None:
+            if sched.max_t < 1:
+                raise bad("max_t", "at least 1", sched.max_t)
+            if sched.grace_period > sched.max_t:
+                raise bad("grace_period", f"<= scheduler.max_t ({sched.max_t})", sched.grace_period)
+    if sched.type == "pbt":
+        if not 0 < sched.quantile_fraction <= 0.5:
+            raise bad("quantile_fraction", "in (0, 0.5]", sched.quantile_fraction)
+        if not 0 <= sched.resample_probability <= 1:
+            raise bad("resample_probability", "in [0, 1]", sched.resample_probability)
+
+
+def check_scheduler_epochs(spec: SearchRecipe, epochs: int) -> None:
+    """ASHA without ``max_t`` stops at the trials' ``train.epochs``: ``grace_period`` must not exceed it."""
+    sched = spec.scheduler
+    if sched.type == "asha" and sched.max_t is None and sched.grace_period > epochs:
+        raise SearchRecipeError(
+            f"'scheduler.grace_period' in {spec.source}: must be <= the trials' train.epochs ({epochs}, "
+            f"ASHA's max_t when scheduler.max_t is not given), got {sched.grace_period}")
+
+
 def parse_search(raw: dict, where: str, base_dir: str = ".") -> SearchRecipe:
     """Validate a raw mapping into a :class:`SearchRecipe` (without looking at the base recipe)."""
     if not isinstance(raw, dict):
@@ -300,6 +330,7 @@ def parse_search(raw: dict, where: str, base_dir: str = ".") -> SearchRecipe:
                         ("checkpoint_keep", spec.checkpoint_keep)):
         if value < 1:
             raise SearchRecipeError(f"{name!r} in {where}: must be at least 1, got {value}")
+    _check_scheduler(sched, where)
     if spec.max_failures < 0:
         raise SearchRecipeError(f"'max_failures' in {where}: must be >= 0, got {spec.max_failures}")
     spec.base = os.path.abspath(os.path.join(base_dir, os.path.expanduser(spec.base)))
