@@ -76,8 +76,15 @@ printf 'ACCELERATE_USE_CPU=%s\\n' "${ACCELERATE_USE_CPU:-}" >> "${ARGS_OUT}.env"
 
 
 def _probes(output: str) -> list[dict]:
-    return sorted((json.loads(line.split("PROBE ", 1)[1]) for line in output.splitlines() if "PROBE " in line),
-                  key=lambda p: p["rank"])
+    """Every ``PROBE {...}`` record in the launcher's output. Ranks print concurrently into one pipe, so
+    two records can share a line (a print's text and its newline are separate writes)."""
+    decoder = json.JSONDecoder()
+    found, at = [], output.find("PROBE ")
+    while at >= 0:
+        record, end = decoder.raw_decode(output, at + len("PROBE "))
+        found.append(record)
+        at = output.find("PROBE ", end)
+    return sorted(found, key=lambda p: p["rank"])
 
 
 def _launch(args: list[str], tmp_path: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
