@@ -6,7 +6,9 @@ batches. This stage walks the 512-byte headers itself (ustar, with pax and GNU l
 understood) over a memory map of the shard, verifies each header's checksum, copies only the data
 of the samples it is asked for,
 and yields ``{"fname", "data", "__url__"}`` dicts for webdataset's ``group_by_keys``, exactly as
-``tar_file_expander`` does (``data`` is None for skipped samples). A bad header or a file that ends
+``tar_file_expander`` does (``data`` is None for skipped samples). Members are keyed by
+``group_by_keys``' own rule (``base_plus_ext``); members it would drop are not yielded and get no
+sample number, and a suffix twice in one sample raises :class:`DataError` naming shard and key. A bad header or a file that ends
 inside a member raises :class:`DataError` naming the shard and the byte offset.
 """
 from __future__ import annotations
@@ -43,14 +45,6 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
-def sample_key(name: str) -> str:
-    """The sample key of a member name, as webdataset's ``base_plus_ext`` splits it."""
-    if "/" not in name:
-        return name.partition(".")[0]
-    folder, base = os.path.split(name)
-    return os.path.join(folder, base.split(".", 1)[0])
-
-
 def walk(url: str, wanted) -> "iterator[dict]":
     """Members of one tar; data only for members of sample ordinals in ``wanted``."""
     with open(url, "rb") as f:
@@ -62,7 +56,9 @@ def walk(url: str, wanted) -> "iterator[dict]":
 
 
 def _members(view, end: int, url: str, wanted):
-    ordinal, last_key = -1, None
+    from webdataset.tariterators import base_plus_ext
+
+    ordinal, last_key, suffixes = -1, None, set()
     long_name, pax = None, {}
     offset = 0
     while True:
@@ -101,9 +97,15 @@ def _members(view, end: int, url: str, wanted):
         offset = start + (size + BLOCK - 1) // BLOCK * BLOCK
         if typeflag not in (b"0", b"\0", b"7"):       # directories, links: nothing to read
             continue
-        key = sample_key(name)
+        key, suffix = base_plus_ext(name)
+        if key is None:
+            continue                                   # group_by_keys drops it: no sample number
         if key != last_key:
-            ordinal, last_key = ordinal + 1, key
+            ordinal, last_key, suffixes = ordinal + 1, key, set()
+        if suffix.lower() in suffixes:                 # group_by_keys' duplicate, as a DataError
+            raise DataError(f"duplicate member {name!r} (suffix {suffix.lower()!r} twice in one "
+                            f"sample) at byte {start - BLOCK}", where=url, key=key)
+        suffixes.add(suffix.lower())
         data = view[start:start + size] if ordinal in wanted else None
         yield {"fname": name, "data": data, "__url__": url}
 

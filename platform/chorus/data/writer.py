@@ -29,14 +29,22 @@ from chorus.data.sources import make_source
 from chorus.data.splits import SHUFFLED, SPLITS, assign_splits, shuffled_order
 
 PROGRESS = ".progress.json"
-_STATE: dict = {}          # per process: the source and options, set by _init
+_STATE: dict = {}          # per process: the source and options, set by _init (cleared after a
+                           # serial run, so no source and no open file outlives shard())
 
 
-def _init(card: dict, raw: str | None, frames: dict | None) -> None:
+def _init(card: dict, raw: str | None, frames: dict | None, source=None) -> None:
+    """Set this process's state; a worker builds its own source, a serial run passes its own."""
     _STATE["card"] = card
     _STATE["raw"] = raw
-    _STATE["source"] = make_source(card, raw)
+    _STATE["source"] = make_source(card, raw) if source is None else source
     _STATE["frames"] = frames
+
+
+def _close_source(source) -> None:
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
 
 
 def _encode(job: tuple[int, dict]) -> tuple[str, dict, dict]:
@@ -94,6 +102,19 @@ class _ShardFile:
         self.tar.write({"__key__": key, **members})
         self.count += 1
         self.size += _tar_bytes(members)
+
+    def abort(self) -> None:
+        """Close and delete the unfinished ``NAME.tmp`` (after an error)."""
+        try:
+            self.tar.close()
+        except Exception:       # the error may have come from this stream; it is deleted anyway
+            pass
+        finally:
+            self.stream.close()
+        try:
+            os.remove(self.path + ".tmp")
+        except FileNotFoundError:
+            pass
 
     def finish(self) -> dict:
         self.tar.close()
@@ -221,7 +242,7 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
         pool = multiprocessing.get_context("fork").Pool(workers, _init, init_args)
         results = pool.imap(_encode, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
     else:
-        _init(*init_args)
+        _init(*init_args, source=source)
         results = map(_encode, jobs)
     try:
         for split, (key, members, stats) in zip(owners, results):
@@ -239,9 +260,13 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
         close_current()
     finally:
         bar.close()
+        if current is not None:                        # an error left a shard half written
+            current.abort()
         if pool is not None:
             pool.terminate()
             pool.join()
+        _STATE.clear()
+        _close_source(source)
 
     kind = "frames" if frame_opts else card["kind"]
     stats = dict(state["stats"])

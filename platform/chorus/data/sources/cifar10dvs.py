@@ -3,7 +3,7 @@
 - ``aedat4-folders``: ``RAW/<class>/*.aedat4`` read with ``tonic.io.read_aedat4`` (the ``aedat``
   package), as tonic's ``CIFAR10DVS`` does.
 - ``aedat-folders``: the original recordings ``RAW/<class>/*.aedat`` (jAER AEDAT 2.0 big-endian
-  address/timestamp pairs of a DVS128; AEDAT 3.x packets are read too) through tonic's AER readers,
+  address/timestamp pairs of a DVS128; AEDAT 3.x polarity packets are read too) with :func:`chorus.data.sources.aer.read_aer`,
   with SpikingJelly's orientation (x = 127 − row field, y = 127 − column field, p = 1 − p), so that
   frames match what SpikingJelly's ``CIFAR10DVS`` produces from the same files.
 """
@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from chorus.data.errors import DataError
+from chorus.data.sources.aer import EVENTS, read_aer
 from chorus.data.sources.folders import class_files
 
 
@@ -37,8 +38,7 @@ class AEDAT4FolderSource:
         except Exception as exc:  # the aedat decoder raises plain exceptions on broken files
             raise DataError(f"unreadable AEDAT4 file ({exc})", where=path) from exc
         # the decoder names polarity 'on' (titled 'p'): give it plain x, y, t, p fields
-        out = np.empty(len(events), dtype=[("x", np.int64), ("y", np.int64), ("t", np.int64),
-                                            ("p", np.int64)])
+        out = np.empty(len(events), dtype=EVENTS)
         out["x"], out["y"], out["t"] = events["x"], events["y"], events["t"]
         out["p"] = events["on"] if "on" in (events.dtype.names or ()) else events["p"]
         return out
@@ -48,20 +48,10 @@ class AEDATFolderSource(AEDAT4FolderSource):
     suffix = ".aedat"
 
     def load(self, item: dict) -> np.ndarray:
-        from tonic.io import get_aer_events_from_file, read_aedat_header_from_file
-
-        path = os.path.join(self.raw, item["source"])
-        try:
-            version, start, _ = read_aedat_header_from_file(path)
-            raw_events = get_aer_events_from_file(path, version, start)
-        except Exception as exc:
-            raise DataError(f"unreadable AEDAT file ({type(exc).__name__}: {exc})",
-                            where=path) from exc
-        address = raw_events["address"].astype(np.int64)
-        events = np.empty(len(address), dtype=[("x", np.int64), ("y", np.int64),
-                                                ("t", np.int64), ("p", np.int64)])
+        address, t = read_aer(os.path.join(self.raw, item["source"]))
+        events = np.empty(len(address), dtype=EVENTS)
         events["x"] = 127 - ((address >> 8) & 0x7F)
         events["y"] = 127 - ((address >> 1) & 0x7F)
-        events["t"] = raw_events["timeStamp"].astype(np.int64)
+        events["t"] = t
         events["p"] = 1 - (address & 1)
         return events

@@ -3,8 +3,10 @@
 Layout: ``RAW/userNN_<lighting>.aedat`` (AEDAT 3.1: a text header, then packets of a 28-byte header
 and 8-byte polarity events), ``RAW/userNN_<lighting>_labels.csv`` (``class,startTime_usec,
 endTime_usec``, classes 1–11), ``RAW/trials_to_train.txt`` and ``RAW/trials_to_test.txt`` (the
-official split, one ``.aedat`` name per line). Events are read with tonic's AER readers and the
-bit layout of ``tonic.io.read_dvs_ibm`` (x bits 17–29, y bits 2–14, p bit 1); a sample holds the events with ``start <= t < end`` of one csv row, labelled ``class − 1``.
+official split, one ``.aedat`` name per line). Events are read packet by packet with
+:func:`chorus.data.sources.aer.read_aer` (polarity packets only, timestamps widened by each packet's
+``eventTSOverflow``, as SpikingJelly's ``load_aedat_v3``) and the bit layout of
+``tonic.io.read_dvs_ibm`` (x bits 17–29, y bits 2–14, p bit 1); a sample holds the events with ``start <= t < end`` of one csv row, labelled ``class − 1``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import os
 import numpy as np
 
 from chorus.data.errors import DataError
+from chorus.data.sources.aer import EVENTS, read_aer
 
 
 class DVSGestureSource:
@@ -50,22 +53,13 @@ class DVSGestureSource:
         return items
 
     def load(self, item: dict) -> np.ndarray:
-        from tonic.io import get_aer_events_from_file, read_aedat_header_from_file
-
         path = os.path.join(self.raw, item["source"])
         if self._cached is None or self._cached[0] != path:
-            try:
-                version, start, _ = read_aedat_header_from_file(path)
-                raw_events = get_aer_events_from_file(path, version, start)
-            except Exception as exc:
-                raise DataError(f"unreadable AEDAT 3.1 file ({type(exc).__name__}: {exc})",
-                                where=path) from exc
-            address = raw_events["address"].astype(np.int64)
-            events = np.empty(len(address), dtype=[("x", np.int64), ("y", np.int64),
-                                                    ("t", np.int64), ("p", np.int64)])
+            address, t = read_aer(path)
+            events = np.empty(len(address), dtype=EVENTS)
             events["x"] = (address >> 17) & 0x1FFF
             events["y"] = (address >> 2) & 0x1FFF
-            events["t"] = raw_events["timeStamp"].astype(np.int64)
+            events["t"] = t
             events["p"] = (address >> 1) & 1
             self._cached = (path, events)
         events = self._cached[1]

@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from chorus.data.errors import DataError
+from chorus.data.sources.h5 import H5Handles
 
 
 def _lines(path: str) -> list[str]:
@@ -26,7 +27,7 @@ def _lines(path: str) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-class ModelNetH5Source:
+class ModelNetH5Source(H5Handles):
     kind = "points"
 
     def __init__(self, card: dict, raw: str):
@@ -36,25 +37,10 @@ class ModelNetH5Source:
         self._files: dict = {}
 
     def _open(self, name: str):
-        import h5py
-
-        if name not in self._files:
-            path = os.path.join(self.raw, name)
-            if not os.path.isfile(path):
-                raise DataError("h5 file listed in train/test_files.txt is missing", where=path)
-            try:
-                self._files[name] = h5py.File(path, "r")
-            except OSError as exc:
-                raise DataError(f"not a readable HDF5 file ({exc})", where=path) from exc
-            for key in ("data", "label"):
-                if key not in self._files[name]:
-                    raise DataError(f"missing dataset {key!r}", where=path)
-        return self._files[name]
-
-    def _close(self, name: str) -> None:
-        handle = self._files.pop(name, None)
-        if handle is not None:
-            handle.close()
+        path = os.path.join(self.raw, name)
+        if name not in self._files and not os.path.isfile(path):
+            raise DataError("h5 file listed in train/test_files.txt is missing", where=path)
+        return self._cached_h5(name, path, ("data", "label"))
 
     def items(self) -> list[dict]:
         items = []

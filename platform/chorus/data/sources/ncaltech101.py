@@ -12,9 +12,8 @@ import os
 import numpy as np
 
 from chorus.data.errors import DataError
+from chorus.data.sources.aer import EVENTS
 from chorus.data.sources.folders import class_files
-
-DTYPE = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
 
 
 class NCaltech101Source:
@@ -36,4 +35,4 @@ class NCaltech101Source:
         if size % 5:
             raise DataError(f"{size} bytes is not a whole number of 5-byte events (truncated?)",
                             where=path)
-        return read_mnist_file(path, dtype=DTYPE)
+        return read_mnist_file(path, dtype=EVENTS)

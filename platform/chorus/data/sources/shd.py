@@ -11,11 +11,12 @@ import os
 import numpy as np
 
 from chorus.data.errors import DataError
+from chorus.data.sources.h5 import H5Handles
 
 FILES = {"train": "shd_train.h5", "test": "shd_test.h5"}
 
 
-class SHDSource:
+class SHDSource(H5Handles):
     kind = "spikes"
 
     def __init__(self, card: dict, raw: str):
@@ -24,26 +25,10 @@ class SHDSource:
         self._files: dict = {}
 
     def _open(self, name: str):
-        import h5py
-
-        if name not in self._files:
-            path = os.path.join(self.raw, name)
-            if not os.path.isfile(path):
-                raise DataError(f"missing {name}", where=self.raw)
-            try:
-                handle = h5py.File(path, "r")
-            except OSError as exc:
-                raise DataError(f"not a readable HDF5 file ({exc})", where=path) from exc
-            for key in ("spikes/times", "spikes/units", "labels"):
-                if key not in handle:
-                    raise DataError(f"missing dataset {key!r}", where=path)
-            self._files[name] = handle
-        return self._files[name]
-
-    def _close(self, name: str) -> None:
-        handle = self._files.pop(name, None)
-        if handle is not None:
-            handle.close()
+        path = os.path.join(self.raw, name)
+        if name not in self._files and not os.path.isfile(path):
+            raise DataError(f"missing {name}", where=self.raw)
+        return self._cached_h5(name, path, ("spikes/times", "spikes/units", "labels"))
 
     def items(self) -> list[dict]:
         items = []
