@@ -118,3 +118,22 @@ def test_convert_errors_name_the_fault():
         chorus.convert(nn.Sequential(neuron.ParametricLIFNode(step_mode="m")))
     with pytest.raises(ValueError, match="'tua'"):
         chorus.convert(sj_vgg(), neuron={"tua": 2.0})
+
+
+@pytest.mark.parametrize("overlay", [None, {"surrogate": "atan"}])
+def test_convert_refuses_non_spiking_surrogate(overlay):
+    """SpikingJelly with surrogate(spiking=False) outputs sigmoid(α(H − V_th)), not spikes; a chorus LIF
+    always spikes, so conversion must refuse, naming the module path and the setting."""
+    peer = nn.Sequential(layer.Linear(4, 4, step_mode="m"),
+                         nn.Sequential(neuron.LIFNode(surrogate_function=surrogate.Sigmoid(spiking=False),
+                                                      step_mode="m")))
+    x = torch.rand(3, 2, 4) * 3
+    y = run_sj(peer, x)
+    # SpikingJelly's own output is non-binary here: the node really is non-spiking.
+    assert not torch.all((y == 0) | (y == 1))
+    functional.reset_net(peer)
+    with pytest.raises(ValueError, match=r"1\.0 \(LIFNode\).*Sigmoid\(spiking=False\)"):
+        chorus.convert(peer, neuron=overlay)
+    # A spiking=True node in the same place still converts.
+    peer[1][0].surrogate_function.set_spiking_mode(True)
+    assert isinstance(chorus.convert(peer, neuron=overlay)[1][0], LIF)

@@ -152,3 +152,20 @@ def test_grouped_strided_conv_events_equal_a_brute_force_count():
                             if 0 <= r < 7 and 0 <= c < 7:
                                 count += int(x[n, 2 * g:2 * g + 2, r, c].sum()) * 3
     assert event_ops(conv, x) == count
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_firing_counts_above_2_to_the_24_are_exact(dtype):
+    """2^24 + 1 spikes in one batch and timestep (float32 cannot hold that count) among 2^25 + 2
+    neurons: the count is 2^24 + 1 exactly and the rate (2^24 + 1)/(2^25 + 2) = 1/2."""
+    from chorus.diagnostics.energy import FiringCounter
+
+    n = 2 ** 25 + 2
+    s = torch.zeros(1, n, dtype=dtype)
+    s[0, ::2] = 1
+    counter = FiringCounter()
+    counter.update("stem", s)
+    assert counter.spikes["stem"][0].item() == 2 ** 24 + 1
+    m = counter.metrics()
+    assert m[names.firing("stem", 1)] == 0.5
+    assert m[names.firing(None)] == 0.5

@@ -63,7 +63,14 @@ def test_gradient_flow_matches_analytic_value(mps, potentials, a, c):
     for d in range(3):
         expected = sum(tp[t] * a ** d * c for t in range(d, 3)) / (3 - d)
         assert m[names.gradflow("lif", d)] == pytest.approx(expected, rel=1e-5)
-        assert m[names.gradflow(None, d)] == pytest.approx(expected / (sum(tp) * c / 3), rel=1e-5)
+        # The ratio is taken per t' (Θ'(H~(t')) and c cancel), so it is exactly a^d. The former
+        # dt_d / dt_0 gave a^d · mean_{t' > d} Θ' / mean_{all t'} Θ' instead, which is biased here
+        # because Θ' grows with t' (H~ approaches the threshold).
+        assert m[names.gradflow(None, d)] == pytest.approx(a ** d, rel=1e-5)
+        biased = expected / (sum(tp) * c / 3)
+        assert d == 0 or abs(biased / a ** d - 1) > 1e-2
+        assert m[names.gradflow_zero_layers(d)] == 0
+    assert m[names.GRADFLOW_ZERO_DIRECT] == 0
     for t in range(3):
         expected = sum(tp[s] * a ** (s - t) * c for s in range(t, 3)) / 3
         assert m[names.grad_step("lif", t + 1)] == pytest.approx(expected, rel=1e-5)
@@ -99,3 +106,40 @@ def test_custom_loss_fn_dict_and_scale():
                       loss_fn=lambda o, t: {"loss": 2 * F.cross_entropy(o.mean(0), t)}).metrics
     for t in (1, 2, 3):
         assert doubled[names.grad_step("lif", t)] == pytest.approx(2 * base[names.grad_step("lif", t)], rel=1e-6)
+
+
+class TwoLayers(nn.Module):
+    """The MPS neuron above beside a vanilla LIF that fires at every step.
+
+    Second layer: X(t) = 3, τ = 2, hard reset to 0, detached: H(t) = 1.5 and S(t) = 1 at every t, so
+    ∂V(t)/∂H(t) = 1 − S(t) = 0 and no gradient travels back in time (exactly 0 for d ≥ 1), while the
+    direct gradient Θ'(0.5)·w/τ is not 0.
+    """
+
+    def __init__(self):
+        from chorus.neurons import LIF
+
+        super().__init__()
+        self.lif = LIF(mps=True, alpha_init=0.5, detach_reset=True)
+        self.sat = LIF(mps=False, detach_reset=True)
+        self.readout = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.readout.weight.copy_(torch.tensor([[2.0, 2.0], [0.0, 0.0]]))
+
+    def forward(self, x):
+        return self.readout(torch.cat([self.lif(x), self.sat(5 * x)], -1))
+
+
+def test_gradient_flow_ratio_skips_a_layer_with_zero_gradient_back_in_time():
+    x = torch.full((3, 1, 1), 0.6)
+    m = collect(TwoLayers(), [(x, torch.zeros(1, dtype=torch.long))], render=False).metrics
+    assert m[names.gradflow("sat", 0)] > 0
+    for d in (1, 2):
+        assert m[names.gradflow("sat", d)] == 0
+        # The zero layer is left out (a geometric mean including it would be 0) and counted.
+        assert m[names.gradflow(None, d)] == pytest.approx(0.75 ** d, rel=1e-5)
+        assert m[names.gradflow_zero_layers(d)] == 1
+    # d = 0: both layers' ratio is 1.
+    assert m[names.gradflow(None, 0)] == pytest.approx(1.0)
+    assert m[names.gradflow_zero_layers(0)] == 0
+    assert m[names.GRADFLOW_ZERO_DIRECT] == 0

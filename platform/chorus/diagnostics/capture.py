@@ -1,7 +1,7 @@
 """Hooks that record what the diagnostics need during one forward pass, and nothing when removed.
 
 For the chosen spiking layers (``chorus.neurons.LIF``) a :class:`Recorder` keeps, per forward pass,
-the layer input X (kept in the autograd graph when gradients are on, for the temporal gradient flow),
+the layer input X (only when gradients are on, in the autograd graph, for the temporal gradient flow),
 the output spikes and the detached states H~(t), V(t−1) (``lif.record_states``). Spikes of every
 spiking layer feed the firing rates; every synaptic layer feeds the operation counter. Leaving the
 context removes the hooks and restores ``record_states`` and ``last_states``: a model outside a
@@ -20,12 +20,8 @@ import torch
 from torch import nn
 
 from chorus.diagnostics.energy import SYNAPTIC, OpsCounter
+from chorus.models.introspect import spiking_layers
 from chorus.neurons import LIF
-
-
-def spiking_layers(model: nn.Module) -> list[tuple[str, LIF]]:
-    """All ``LIF`` layers of a model by qualified name, in registration order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, LIF)]
 
 
 def resolve_layers(model: nn.Module, layers) -> list[tuple[str, LIF]]:
@@ -49,7 +45,7 @@ def resolve_layers(model: nn.Module, layers) -> list[tuple[str, LIF]]:
 @dataclass
 class LayerRecord:
     """One forward pass of one chosen layer: spikes S, H~(t) and V(t−1), each ``[T, B, ...]``, and the
-    input X of each call (in the autograd graph when gradients were on)."""
+    input X of each call, in the autograd graph (kept only when gradients were on; else empty)."""
 
     x_parts: list[torch.Tensor]
     spikes: torch.Tensor
@@ -114,8 +110,10 @@ class Recorder:
 
     def _pre(self, name: str):
         def fn(module, args):
+            if not torch.is_grad_enabled():
+                return None  # X is needed only for ∂L/∂X: keeping it in a no-grad pass only holds memory
             x = args[0]
-            if torch.is_grad_enabled() and not x.requires_grad:
+            if not x.requires_grad:
                 # Frozen weights (or a neuron fed by data): make X a leaf so ∂L/∂X exists.
                 x = x.detach().requires_grad_(True)
                 self._x.setdefault(name, []).append(x)
@@ -142,7 +140,8 @@ class Recorder:
         def fn(inputs: list[torch.Tensor], spikes: torch.Tensor) -> None:
             self._s.setdefault(name, []).append(spikes.detach())
             if chosen:
-                self._x.setdefault(name, []).extend(inputs)
+                if torch.is_grad_enabled():
+                    self._x.setdefault(name, []).extend(inputs)
                 st = lif.last_states
                 self._h.setdefault(name, []).append(st.h_tilde)
                 self._v.setdefault(name, []).append(st.v_prev)
@@ -154,7 +153,7 @@ class Recorder:
     def take(self) -> tuple[dict[str, LayerRecord], dict[str, torch.Tensor]]:
         """(records of the chosen layers, spikes of every spiking layer) of the last forward pass."""
         records = {
-            name: LayerRecord(self._x[name], _join(self._s[name]), _join(self._h[name]), _join(self._v[name]))
+            name: LayerRecord(self._x.get(name, []), _join(self._s[name]), _join(self._h[name]), _join(self._v[name]))
             for name in self.chosen if name in self._s
         }
         spikes = {name: _join(parts) for name, parts in self._s.items()}

@@ -133,7 +133,9 @@ class FiringCounter:
 
     def update(self, layer: str, spikes: torch.Tensor) -> None:
         s = spikes.detach().reshape(spikes.shape[0], -1)
-        per_t = s.float().sum(1).double().cpu()  # integer counts < 2^24 per batch: exact in float32
+        # Counted in float64, exact up to 2^53 (float32 is exact only below 2^24, which e.g. Spikformer's
+        # 128² stem exceeds at B ≥ 33); spikes may be bool, integer or float (0/1, or counts).
+        per_t = s.sum(1, dtype=torch.float64).cpu()
         if layer in self.spikes:
             if self.spikes[layer].shape[0] != per_t.shape[0]:
                 raise ValueError(f"layer {layer}: timesteps changed between batches")

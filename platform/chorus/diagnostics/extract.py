@@ -88,7 +88,8 @@ def grad_steps(metrics: dict[str, float]) -> dict[str, list[float]]:
 
 
 def gradflow_rel(metrics: dict[str, float]) -> list[float]:
-    """Geometric mean over layers of dt_d / dt_0, d = 0..T−1."""
+    """Geometric mean over layers of the gradient ratio d steps back / direct (per t', then averaged;
+    see :mod:`chorus.diagnostics.gradflow`), d = 0..T−1."""
     pairs = {}
     for k, v in metrics.items():
         m = re.match(r"^gradflow/rel_(\d+)$", k)

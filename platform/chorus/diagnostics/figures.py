@@ -147,23 +147,36 @@ def membrane_hist_png(samples: dict[str, dict[str, "object"]], bins: int = 60) -
     return _png(fig)
 
 
-def alpha_png(runs) -> bytes | None:
-    """The final α of every MPS layer (bars; one group per run)."""
-    data = [(label, extract.alphas(m)) for label, m in runs]
-    data = [(label, a) for label, a in data if a]
-    if not data:
-        return None
-    layers = sorted({layer for _, a in data for layer in a}, key=extract.natural_key)
+def _grouped_bars(data, title: str, ylabel: str, ylim=None, log: bool = False) -> Figure:
+    """One group of bars per layer, one bar per run: ``data = [(label, {layer: value})]`` (non-empty).
+
+    Layers are in natural order; run i's bar of layer j is at x = j + i·w with w = 0.8 / len(data); a
+    layer a run lacks is a NaN (no bar).
+    """
+    layers = sorted({layer for _, v in data for layer in v}, key=extract.natural_key)
     fig, axes = _figure(max(5, 0.5 * len(layers) + 3), 3.4, bottom_in=1.3, left=0.12)
     ax = axes[0][0]
     width = 0.8 / len(data)
-    for i, (label, a) in enumerate(data):
-        xs = [j + i * width for j in range(len(layers))]
-        ax.bar(xs, [a.get(layer, math.nan) for layer in layers], width, label=label)
+    for i, (label, v) in enumerate(data):
+        ax.bar([j + i * width for j in range(len(layers))], [v.get(layer, math.nan) for layer in layers], width,
+               label=label)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=60, ha="right", fontsize=7)
-    ax.set(ylabel="α", ylim=(0, 1), title="MPS smoothing coefficient α per layer")
+    ax.set(ylabel=ylabel, title=title)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if log:
+        ax.set_yscale("log")
+        ax.minorticks_off()  # minor ticks of log axes cost more than the plot
     ax.legend(fontsize=8, loc="upper right")
-    return _png(fig)
+    return fig
+
+
+def alpha_png(runs) -> bytes | None:
+    """The final α of every MPS layer (bars; one group per run)."""
+    data = [(label, a) for label, a in ((label, extract.alphas(m)) for label, m in runs) if a]
+    if not data:
+        return None
+    return _png(_grouped_bars(data, "MPS smoothing coefficient α per layer", "α", ylim=(0, 1)))
 
 
 def alpha_trajectory_png(histories) -> bytes | None:
@@ -188,7 +201,8 @@ def alpha_trajectory_png(histories) -> bytes | None:
 
 
 def gradflow_png(runs) -> bytes | None:
-    """Per-sample ‖∂ℓ_t'/∂X(t'−d)‖ against d per layer, and its layer-averaged ratio to d = 0."""
+    """Per-sample ‖∂ℓ_t'/∂X(t'−d)‖ against d per layer, and ``gradflow/rel_d``: its ratio to the direct
+    gradient ‖∂ℓ_t'/∂X(t')‖ at the same t', averaged over t' and then over layers (geometric mean)."""
     data = [(label, extract.gradflow(m), extract.gradflow_rel(m)) for label, m in runs]
     if not any(g for _, g, _ in data):
         return None
@@ -201,7 +215,7 @@ def gradflow_png(runs) -> bytes | None:
         ax2.plot(range(len(rel)), rel, STYLES[i % 4], marker=MARKERS[i % 4], label=label)
     ax1.set(xlabel="distance to the loss d (timesteps)", ylabel="per-sample gradient norm",
             title="‖∂ℓ(t')/∂X(t'−d)‖ per layer")
-    ax2.set(xlabel="d", ylabel="ratio", title="ratio to d = 0 (geometric mean over layers)")
+    ax2.set(xlabel="d", ylabel="ratio", title="ratio to the direct gradient (per t'; geo. mean over layers)")
     ax1.set_yscale("log")
     ax1.minorticks_off()  # minor ticks of log axes cost more than the plot
     ax2.set_ylim(bottom=0)
@@ -234,23 +248,10 @@ def firing_png(runs) -> bytes | None:
 
 def sop_png(runs) -> bytes | None:
     """Synaptic operations per sample of every synaptic layer (first layer: MACs; others: ACs)."""
-    data = [(label, extract.sops(m)) for label, m in runs]
-    data = [(label, s) for label, s in data if s]
+    data = [(label, v) for label, v in ((label, extract.sops(m)) for label, m in runs) if v]
     if not data:
         return None
-    layers = sorted({layer for _, s in data for layer in s}, key=extract.natural_key)
-    fig, axes = _figure(max(5, 0.5 * len(layers) + 3), 3.4, bottom_in=1.3, left=0.12)
-    ax = axes[0][0]
-    width = 0.8 / len(data)
-    for i, (label, s) in enumerate(data):
-        ax.bar([j + i * width for j in range(len(layers))], [s.get(layer, math.nan) for layer in layers], width,
-               label=label)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=60, ha="right", fontsize=7)
-    ax.set(ylabel="operations per sample", title="synaptic operations per layer")
-    ax.set_yscale("log")
-    ax.minorticks_off()  # minor ticks of log axes cost more than the plot
-    ax.legend(fontsize=8, loc="upper right")
-    return _png(fig)
+    return _png(_grouped_bars(data, "synaptic operations per layer", "operations per sample", log=True))
 
 
 # The figures logged at every diagnostics epoch (the issue's list; the report draws all of ALL_FIGURES).

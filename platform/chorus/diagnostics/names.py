@@ -67,9 +67,18 @@ ENERGY_RATIO = "energy/ratio_to_ann"
 
 
 def gradflow(layer: str | None, d: int) -> str:
-    """Per-sample norm of ∂ℓ_t'/∂X(t'−d) for one layer; layer=None: geometric mean over layers of its
-    ratio to d = 0."""
+    """Per-sample norm of ∂ℓ_t'/∂X(t'−d) for one layer; layer=None: geometric mean over layers of the
+    ratio ‖∂ℓ_t'/∂X(t'−d)‖ / ‖∂ℓ_t'/∂X(t')‖ taken per t' and then averaged (see ``gradflow``)."""
     return f"gradflow/rel_{d}" if layer is None else f"gradflow/{layer}/dt_{d}"
+
+
+def gradflow_zero_layers(d: int) -> str:
+    """Number of layers left out of ``gradflow/rel_{d}`` because their ratio at d is 0 or undefined."""
+    return f"gradflow/zero_layers_{d}"
+
+
+# Number of (layer, t') whose direct gradient ‖∂ℓ_t'/∂X(t')‖ is 0, so that no ratio is defined there.
+GRADFLOW_ZERO_DIRECT = "gradflow/zero_direct"
 
 
 def grad_step(layer: str, t: int) -> str:

@@ -44,6 +44,13 @@ def _settings_of(name: str, node) -> dict:
     if getattr(node, "step_mode", "m") != "m":
         raise ValueError(f"convert: {name} ({type(node).__name__}) is in step_mode={node.step_mode!r}; chorus "
                          "neurons take whole sequences, so set step_mode='m' (e.g. functional.set_step_mode)")
+    if getattr(node.surrogate_function, "spiking", True) is False:
+        # SpikingJelly then emits the smooth primitive (e.g. sigmoid(αx)), not spikes; a chorus LIF always
+        # fires a Heaviside spike, so converting would silently change what the layer computes.
+        raise ValueError(f"convert: {name or 'model'} ({type(node).__name__}) has surrogate_function="
+                         f"{type(node.surrogate_function).__name__}(spiking=False), so it outputs the smooth "
+                         "function instead of spikes; chorus neurons always spike, so it cannot be converted "
+                         "faithfully (set spiking=True, e.g. surrogate_function.set_spiking_mode(True))")
     sg = _surrogate_of(node)
     if sg["surrogate"] is None:
         raise ValueError(f"convert: {name} uses the surrogate {sg['unsupported']}; chorus knows "

@@ -68,6 +68,8 @@ class Readout(nn.Module):
 
     def __init__(self, fin: int, num_classes: int, dropout: float = 0.0):
         super().__init__()
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout!r} must be a number in [0, 1) (the readout's dropout probability)")
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(fin, num_classes)
 

@@ -8,6 +8,7 @@ declares the kind of input it accepts (``"image"``: ``(C, H, W)``, ``"sequence"`
 from __future__ import annotations
 
 import builtins
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,6 +70,17 @@ def entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def _as_int(value) -> int | None:
+    """``value`` as a Python int when it is an integer (``int``, ``numpy.int64``, a 0-d integer tensor...)
+    but not a bool; otherwise None."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_in_shape(name: str, input_kind: str, in_shape) -> tuple[int, ...]:
     """Validate ``in_shape`` for a model of the given input kind; return it as a tuple of ints."""
     try:
@@ -77,7 +89,8 @@ def check_in_shape(name: str, input_kind: str, in_shape) -> tuple[int, ...]:
         raise ValueError(f"in_shape={in_shape!r} for model {name!r} must be a tuple "
                          f"{INPUT_KINDS[input_kind]}") from None
     want = {"image": 3, "sequence": 1, "points": 2}[input_kind]
-    ok = len(shape) == want and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+    shape = tuple(_as_int(s) for s in shape)  # NumPy/torch integers count as integers; None: not one
+    ok = len(shape) == want and all(s is not None and s > 0 for s in shape)
     if ok and input_kind == "points" and shape[1] != 3:
         ok = False
     if not ok:

@@ -24,7 +24,8 @@ from chorus.models.introspect import SpikingModel
 from chorus.models.layers import check_input
 from chorus.models.neuron_config import NeuronConfig
 from chorus.models.registry import register
-from chorus.models.transformer_layers import LinearBN, SpikingPatchStem, check_dims, merge_heads, split_heads
+from chorus.models.transformer_layers import (LinearBN, SpikingPatchStem, check_dims, check_patch_grid, merge_heads,
+                                             split_heads)
 
 
 class SpikeDrivenSelfAttention(nn.Module):
@@ -76,6 +77,7 @@ class SpikeDrivenTransformer(SpikingModel):
                  attn_v_threshold: float = 0.5, channels_last: bool = True):
         super().__init__()
         check_dims(dim, heads, mlp_ratio, depth, patch_size)
+        check_patch_grid(in_shape, patch_size)
         self.in_shape = tuple(in_shape)
         self.stem = SpikingPatchStem(in_shape[0], dim, patch_size, neuron, membrane_shortcut=True,
                                      channels_last=channels_last)

@@ -26,7 +26,8 @@ from chorus.models.introspect import SpikingModel
 from chorus.models.layers import check_input
 from chorus.models.neuron_config import NeuronConfig
 from chorus.models.registry import register
-from chorus.models.transformer_layers import LinearBN, SpikingPatchStem, check_dims, merge_heads, split_heads
+from chorus.models.transformer_layers import (LinearBN, SpikingPatchStem, check_dims, check_patch_grid, merge_heads,
+                                             split_heads)
 
 
 class SpikingSelfAttention(nn.Module):
@@ -82,6 +83,7 @@ class Spikformer(SpikingModel):
                  attn_v_threshold: float = 0.5, channels_last: bool = True, scale: float = 0.125):
         super().__init__()
         check_dims(dim, heads, mlp_ratio, depth, patch_size)
+        check_patch_grid(in_shape, patch_size)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
             raise ValueError(f"scale={scale!r} must be a positive number (the SSA attention scale)")
         self.in_shape = tuple(in_shape)

@@ -28,19 +28,15 @@ from chorus.models.layers import check_input
 from chorus.models.neuron_config import NeuronConfig
 from chorus.models.registry import register
 from chorus.neurons import LIF, LIFStates
-from chorus.neurons.surrogate import spike
+from chorus.neurons.reference import lif_step as reference_step
 
 
 def lif_step(lif: LIF, x: torch.Tensor, v: torch.Tensor, h_prev: torch.Tensor, alpha: torch.Tensor | None):
-    """One timestep of ``lif``'s neuron: returns ``(spikes, V(t), H~(t))`` from X(t), V(t−1), H~(t−1)."""
-    p = lif.p
-    vr = p.vr
-    h = v + (x - (v - vr)) / p.tau if p.decay_input else v - (v - vr) / p.tau + x
-    hs = alpha * h_prev + (1 - alpha) * h if p.mps else h
-    s = spike(hs - p.v_threshold, p.surrogate, p.surrogate_alpha)
-    sr = s.detach() if p.detach_reset else s
-    v_new = hs - p.v_threshold * sr if p.soft_reset else hs * (1 - sr) + vr * sr
-    return s, v_new, hs
+    """One timestep of ``lif``'s neuron: returns ``(spikes, V(t), H~(t))`` from X(t), V(t−1), H~(t−1).
+
+    The step of the reference neuron (:func:`chorus.neurons.reference.lif_step`) with ``lif``'s settings.
+    """
+    return reference_step(lif.p, x, v, h_prev, alpha)
 
 
 class RecurrentLIFLayer(nn.Module):

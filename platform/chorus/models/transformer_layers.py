@@ -64,6 +64,15 @@ def check_dims(dim: int, heads: int, mlp_ratio: float, depth: int, patch_size: i
     return pools
 
 
+def check_patch_grid(in_shape: tuple[int, ...], patch_size: int) -> None:
+    """Raise unless H and W of ``in_shape`` (C, H, W) are multiples of ``patch_size``: the stem's
+    max-pools (kernel 3, stride 2, padding 1) would otherwise round the token grid up silently."""
+    _, h, w = in_shape
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"in_shape={tuple(in_shape)!r}: H={h} and W={w} must be divisible by "
+                         f"patch_size={patch_size} (the stem cuts the image into patch_size×patch_size tokens)")
+
+
 class SpikingPatchStem(nn.Module):
     """SPS stem: ``[T, B, C, H, W]`` → tokens ``[T, B, N, dim]`` (see the module docstring)."""
 

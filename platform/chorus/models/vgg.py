@@ -58,6 +58,9 @@ class SpikingVGG(SpikingModel):
         head = []
         fin = c * h * w
         for size in hidden:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"hidden={size!r} must be a positive integer (the width of the spiking "
+                                 "hidden linear layers)")
             head.append(LinearBNLIF(fin, size, neuron, bn=False))
             fin = size
         self.head = nn.Sequential(*head)

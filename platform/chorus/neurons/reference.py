@@ -20,6 +20,33 @@ from chorus.neurons.params import LIFParams
 from chorus.neurons.surrogate import spike
 
 
+def lif_step(
+    p: LIFParams,
+    x: torch.Tensor,
+    v: torch.Tensor,
+    h_prev: torch.Tensor,
+    alpha: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One timestep of the equations above: ``(S(t), V(t), H~(t))`` from X(t), V(t−1) and H~(t−1).
+
+    ``alpha`` is used only when ``p.mps``. :func:`lif_reference` loops over it, and so does the
+    recurrent SRNN layer (:mod:`chorus.models.srnn`), which needs its spikes between steps.
+    """
+    vr = p.vr
+    if p.decay_input:
+        h = v + (x - (v - vr)) / p.tau
+    else:
+        h = v - (v - vr) / p.tau + x
+    hs = alpha * h_prev + (1 - alpha) * h if p.mps else h
+    s = spike(hs - p.v_threshold, p.surrogate, p.surrogate_alpha)
+    s_reset = s.detach() if p.detach_reset else s
+    if p.soft_reset:
+        v_new = hs - p.v_threshold * s_reset
+    else:
+        v_new = hs * (1 - s_reset) + vr * s_reset
+    return s, v_new, hs
+
+
 def lif_reference(
     x: torch.Tensor,
     alpha: torch.Tensor | None,
@@ -37,19 +64,8 @@ def lif_reference(
     hs = torch.zeros_like(x[0])
     spikes, hss, vprevs = [], [], []
     for t in range(x.shape[0]):
-        xt = x[t]
         vprevs.append(v)
-        if p.decay_input:
-            h = v + (xt - (v - vr)) / p.tau
-        else:
-            h = v - (v - vr) / p.tau + xt
-        hs = alpha * hs + (1 - alpha) * h if p.mps else h
-        s = spike(hs - p.v_threshold, p.surrogate, p.surrogate_alpha)
-        s_reset = s.detach() if p.detach_reset else s
-        if p.soft_reset:
-            v = hs - p.v_threshold * s_reset
-        else:
-            v = hs * (1 - s_reset) + vr * s_reset
+        s, v, hs = lif_step(p, x[t], v, hs, alpha)
         spikes.append(s)
         hss.append(hs)
     return torch.stack(spikes), torch.stack(hss), torch.stack(vprevs)
