@@ -31,15 +31,24 @@ def ensure_shards(folder: str) -> None:
                         "--workers", "2", "--quiet"], check=True, cwd=ROOT)
 
 
+def thread_policy(nproc: int) -> int:
+    """Torch threads per training process: chorus.train.setup's policy, for 1 and 2 processes alike."""
+    from chorus.train.setup import threads_per_process
+
+    return threads_per_process(nproc)
+
+
 def one_run(recipe: str, nproc: int, steps: int, shards: str, tmp: str, port: int) -> float:
     out = tempfile.mkdtemp(dir=tmp)
     overrides = [f"data.shards={shards}", f"train.max_steps={steps}", "train.log_every=5", "train.eval_test=false",
                  "train.progress=false", "tracking.enabled=false", f"train.out_dir={out}/run", "train.keep_last=1"]
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONHASHSEED="0")
+    # 1 and 2 processes alike: the loop's thread policy, set explicitly (torchrun would force 1 otherwise)
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONHASHSEED="0",
+               OMP_NUM_THREADS=str(thread_policy(nproc)))
     if nproc == 1:
         cmd = [sys.executable, "-m", "chorus.cli", "train", recipe, *overrides]
     else:
-        env.update(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // nproc)))
+        env.update(ACCELERATE_USE_CPU="1")
         cmd = [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--multi_gpu",
                "--num_processes", str(nproc), "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "chorus.cli", "train", recipe,
@@ -82,7 +91,7 @@ def step_overhead(shards: str, rounds: int) -> tuple[float, float]:
             opt.step()
         steps[method] = step
     if not os.environ.get("OMP_NUM_THREADS"):          # the loop's CPU thread policy (train/setup.py)
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))
+        torch.set_num_threads(thread_policy(1))
     med = interleaved_medians(steps, rounds=rounds, warmup=3)
     return med["MPS+TASG"], med["vanilla"]
 

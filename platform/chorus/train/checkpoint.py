@@ -2,10 +2,16 @@
 
 A checkpoint is a folder ``{run}/checkpoints/step_{step:09d}`` written by every process into
 ``.tmp-step_...`` and renamed into place by the main process (``os.replace``): a crash while saving
-leaves only a temporary folder, never a broken checkpoint. It holds Accelerate's state (model,
-optimizer, registered scheduler, grad scaler, RNG states of every process; DeepSpeed's ZeRO shards)
-plus ``trainer_state.json`` (epoch, batch position in the epoch, optimizer step, best accuracy),
-``model.pt`` (full weights for ``chorus eval``) and ``recipe.yaml`` (the resolved recipe).
+leaves only a temporary folder, never a broken checkpoint. It holds Accelerate's state (optimizer,
+registered scheduler, grad scaler, RNG states of every process; DeepSpeed's ZeRO shards) plus
+``trainer_state.json`` (epoch, batch position in the epoch, optimizer step, best accuracy),
+``model.pt`` (the full weights) and ``recipe.yaml`` (the resolved recipe).
+
+The weights are written once: ``model.pt`` is what ``chorus eval``, ``chorus report`` and a resume
+all read -- Accelerate's own ``model.safetensors`` copy is skipped (its save/load pre-hooks below).
+Under DeepSpeed the engine keeps its own module states (a resume needs them; ZeRO-3's are shards).
+``USE_FILES`` (weights, recipe, state) are all that is needed to use a model: the MLflow "best"
+artifact holds only those.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ BEST_FILE = "best.json"
 STATE_FILE = "trainer_state.json"
 MODEL_FILE = "model.pt"
 RECIPE_FILE = "recipe.yaml"
+USE_FILES = (MODEL_FILE, RECIPE_FILE, STATE_FILE)   # enough to evaluate or report a checkpoint
 
 
 def checkpoint_name(step: int) -> str:
@@ -64,6 +71,9 @@ class CheckpointManager:
         self.keep_last = keep_last
         if self.acc.is_main_process:
             os.makedirs(root, exist_ok=True)
+        # one copy of the weights: Accelerate writes none (model.pt is written in save) and reads model.pt
+        accelerator.register_save_state_pre_hook(_skip_model_files)
+        accelerator.register_load_state_pre_hook(_load_model_file)
 
     @property
     def best(self) -> dict | None:
@@ -93,7 +103,8 @@ class CheckpointManager:
         weights = acc.get_state_dict(model)  # every process: ZeRO-3 gathers here
         acc.wait_for_everyone()              # every process has written its files before the rename
         if acc.is_main_process:
-            torch.save({k: v.detach().float().cpu() if v.is_floating_point() else v.cpu()
+            # half precision (DeepSpeed bf16/fp16) is widened for evaluation; other dtypes are kept exactly
+            torch.save({k: v.detach().float().cpu() if v.dtype in (torch.bfloat16, torch.float16) else v.detach().cpu()
                         for k, v in weights.items()}, os.path.join(tmp, MODEL_FILE))
             save_recipe(recipe, os.path.join(tmp, RECIPE_FILE))
             _write_json(os.path.join(tmp, STATE_FILE), state)   # last: marks the folder complete
@@ -128,6 +139,22 @@ class CheckpointManager:
         """Restore everything saved in checkpoint ``path``; returns its trainer state."""
         self.acc.load_state(path)
         return read_state(path)
+
+
+def _skip_model_files(models, weights, output_dir) -> None:
+    """Accelerate save-state pre-hook: save no model file (``model.pt`` holds the weights)."""
+    weights.clear()
+
+
+def _load_model_file(models, input_dir) -> None:
+    """Accelerate load-state pre-hook: restore the weights from ``model.pt`` (Accelerate would look for
+    the ``model.safetensors`` that :func:`_skip_model_files` did not write). ``models`` is empty under
+    DeepSpeed, whose engine restores its own states."""
+    from accelerate.utils import extract_model_from_parallel
+
+    for model in models:
+        extract_model_from_parallel(model).load_state_dict(load_model_weights(input_dir))
+    models.clear()
 
 
 def load_model_weights(path: str) -> dict:

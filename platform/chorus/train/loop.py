@@ -22,7 +22,7 @@ from tqdm import tqdm
 from chorus.config import Recipe, RecipeError, flatten, save_recipe, to_dict
 from chorus.losses import EnsembleLoss
 from chorus.train import components, rundir, setup
-from chorus.train.checkpoint import CheckpointManager
+from chorus.train.checkpoint import USE_FILES, CheckpointManager
 from chorus.train.evaluate import alpha_values, evaluate, first_batches, run_diagnostics
 from chorus.train.metrics import prefixed, timestep_table
 from chorus.train.optim import build_optimizer, build_scheduler, reapply_hparams, rebase_lr
@@ -107,7 +107,10 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
             tc = recipe.tracking
             tracker = Tracker(enabled=tc.enabled, uri=tc.uri, experiment=tc.experiment, local_dir=run_dir)
             run_info = os.path.join(run_dir, "run.json")
-            old = json.load(open(run_info)) if resume_from and os.path.isfile(run_info) else {}
+            old = {}
+            if resume_from and os.path.isfile(run_info):
+                with open(run_info) as f:
+                    old = json.load(f)
             tracker.start(tc.run_name or recipe.name, flatten(to_dict(recipe)),
                           tags={"chorus.recipe": recipe.source or "", "chorus.run_dir": run_dir, **tc.tags},
                           parent_run_id=tc.parent_run_id, resume_run_id=old.get("mlflow_run_id"))
@@ -128,7 +131,10 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
             model.train()
             bar = tqdm(total=used_batches, initial=start, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch",
                        disable=not (main and t.progress), leave=True, file=sys.stderr, dynamic_ncols=True)
-            window = torch.zeros(6, dtype=torch.float64)   # loss, ce, tasg, correct, samples, batches
+            # per-step statistics stay on the device; the host reads them once per optimizer step
+            # (the non-finite check) and at the log interval -- never per micro-batch
+            window = torch.zeros(5, dtype=torch.float64, device=acc.device)   # loss, ce, tasg, correct, samples
+            pending = torch.zeros(6, dtype=torch.float64, device=acc.device)  # this step's 5 + non-finite batches
             t_log, b = time.perf_counter(), start
             epoch_t0 = time.perf_counter()
             for x, y in components.iterate(loader):
@@ -143,26 +149,35 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
                     with acc.autocast():
                         logits = model(x)                      # [T, B, classes]
                     parts = loss_fn(logits.float(), y)
-                    stats = torch.stack([parts["loss"].detach(), parts["loss_ce"].detach(),
-                                         parts["loss_tasg"].detach()]).double().cpu() * y.shape[0]
-                    correct = (logits.detach().float().mean(0).argmax(-1) == y).sum().double().cpu()
-                    stats = torch.cat([stats, correct.view(1), torch.tensor([float(y.shape[0]),
-                                       float(not torch.isfinite(parts["loss"]).item())], dtype=torch.float64)])
-                    if world > 1:
-                        stats = acc.reduce(stats.to(acc.device), reduction="sum").cpu()
-                    if stats[5] > 0:
-                        raise NonFiniteLoss(
-                            f"non-finite loss ({float(stats[0] / max(stats[4], 1)):.4g}) at step {step + 1} "
-                            f"(epoch {epoch + 1}, batch {b + 1}); training stopped. "
-                            f"Last good checkpoint: {last_ckpt or 'none yet'}")
+                    with torch.no_grad():                      # device-side sums: no host sync here
+                        loss = parts["loss"].detach()
+                        pending[:3] += torch.stack([loss, parts["loss_ce"].detach(),
+                                                    parts["loss_tasg"].detach()]).double() * y.shape[0]
+                        pending[3] += (logits.detach().float().mean(0).argmax(-1) == y).sum()
+                        pending[4] += y.shape[0]
+                        pending[5] += (~torch.isfinite(loss)).double()
+                    if sync:
+                        # once per optimizer step, before the backward that steps (DeepSpeed steps inside it):
+                        # sum over the processes, then stop every process together on a NaN/inf loss
+                        if world > 1:
+                            pending = acc.reduce(pending, reduction="sum")
+                        step_stats = pending.tolist()          # the one device->host read of this step
+                        if step_stats[5] > 0:
+                            first = b + 2 - t.grad_accum       # the window's batches, 1-based
+                            where = f"batch {b + 1}" if t.grad_accum == 1 else f"batches {first}-{b + 1}"
+                            raise NonFiniteLoss(
+                                f"non-finite loss ({step_stats[0] / max(step_stats[4], 1):.4g}) at step {step + 1} "
+                                f"(epoch {epoch + 1}, {where}); training stopped. "
+                                f"Last good checkpoint: {last_ckpt or 'none yet'}")
                     acc.backward(parts["loss"])
-                window += torch.cat([stats[:5], torch.ones(1, dtype=torch.float64)])
-                samples += int(stats[4])
                 b += 1
                 local_batches += 1
                 bar.update(1)
                 if not sync:
                     continue
+                window += pending[:5]
+                samples += int(step_stats[4])
+                pending.zero_()
                 if t.grad_clip and not deepspeed:
                     acc.clip_grad_norm_(model.parameters(), t.grad_clip)
                 optimizer.step()
@@ -171,10 +186,11 @@ def _train(recipe: Recipe, manifest: dict, acc, hooks) -> dict:
                 step += 1
                 if step % t.log_every == 0 or b == used_batches:
                     now = time.perf_counter()
-                    n = max(window[4].item(), 1.0)
-                    rate = window[4].item() / max(now - t_log, 1e-9)
-                    m = {"train/loss": window[0] / n, "train/loss_ce": window[1] / n, "train/loss_tasg": window[2] / n,
-                         "train/acc": window[3] / n, "train/lr": scheduler.get_last_lr()[0], "train/samples_per_s": rate,
+                    w = window.tolist()                   # the one read of the window, at the log interval
+                    n = max(w[4], 1.0)
+                    rate = w[4] / max(now - t_log, 1e-9)
+                    m = {"train/loss": w[0] / n, "train/loss_ce": w[1] / n, "train/loss_tasg": w[2] / n,
+                         "train/acc": w[3] / n, "train/lr": scheduler.get_last_lr()[0], "train/samples_per_s": rate,
                          "train/epoch": epoch + b / used_batches}
                     tracker.log_metrics({k: float(v) for k, v in m.items()}, step)
                     bar.set_postfix(loss=f"{m['train/loss']:.3f}", acc=f"{m['train/acc']:.3f}", samples_s=f"{rate:.0f}")
@@ -258,7 +274,9 @@ def _finish(recipe, manifest, acc, raw, tracker, ckpt, run_dir, r: dict, say) ->
             tracker.log_text(json.dumps(final, indent=1), "per_timestep.json")
         tracker.log_artifact(os.path.join(run_dir, "summary.json"))
         if recipe.tracking.log_checkpoint and ckpt.best_path():
-            tracker.log_artifact(ckpt.best_path(), "checkpoints/best")
+            # what it takes to use the model (chorus eval / report), not the training state to resume it
+            for name in USE_FILES:
+                tracker.log_artifact(os.path.join(ckpt.best_path(), name), "checkpoints/best")
         tracker.end("FINISHED")
         summary["location"] = tracker.location()
         if table:

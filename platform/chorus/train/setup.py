@@ -49,11 +49,22 @@ def deepspeed_config(recipe: Recipe, world_size: int) -> dict:
     cfg["bf16"] = {"enabled": t.precision == "bf16"}
     cfg["fp16"] = {"enabled": t.precision == "fp16", **({"initial_scale_power": 16} if t.precision == "fp16" else {})}
     cfg.setdefault("zero_allow_untested_optimizer", True)   # our torch SGD/AdamW as client optimizer
+    offload = ((cfg.get("zero_optimization") or {}).get("offload_optimizer") or {}).get("device", "none")
+    if offload not in (None, "none") and recipe.optim.name == "sgd":
+        # With optimizer offload Accelerate swaps the client optimizer for DeepSpeedCPUAdam (Adam, not SGD)
+        # unless zero_force_ds_cpu_optimizer is false; DeepSpeed then steps our torch SGD on the CPU.
+        if cfg.get("zero_force_ds_cpu_optimizer", False) is not False:
+            raise RecipeError(f"optim.name=sgd with zero_optimization.offload_optimizer.device={offload!r} and "
+                              f"zero_force_ds_cpu_optimizer=true in train.deepspeed {path!r} would train with "
+                              f"DeepSpeedCPUAdam, not SGD: remove zero_force_ds_cpu_optimizer (or set it false), "
+                              f"or use optim.name=adamw{where}")
+        cfg["zero_force_ds_cpu_optimizer"] = False
     return cfg
 
 
 def make_accelerator(recipe: Recipe):
-    """The run's ``Accelerator`` (after ``set_seed`` and, on CPU, deterministic algorithms)."""
+    """The run's ``Accelerator`` (after ``set_seed`` and, with ``train.deterministic``, deterministic
+    algorithms: :func:`deterministic`)."""
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs, set_seed
 
@@ -73,14 +84,27 @@ def make_accelerator(recipe: Recipe):
         # Accelerate ignores DeepSpeed when told "CPU" (ACCELERATE_USE_CPU, set for gloo launches);
         # DeepSpeed brings its own CPU accelerator, and the gloo backend comes from the handler above.
         os.environ.pop("ACCELERATE_USE_CPU", None)
+    if t.deterministic and cuda:
+        # cuBLAS reads this when its first handle is made: before any CUDA matmul of this process
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     acc = Accelerator(mixed_precision=PRECISIONS[t.precision], gradient_accumulation_steps=t.grad_accum,
                       deepspeed_plugin=plugin, kwargs_handlers=handlers)
     set_seed(t.seed)
     if acc.device.type == "cpu":
         cpu_threads(acc)
-    if t.deterministic and acc.device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    if t.deterministic:
+        deterministic(acc.device.type)
     return acc
+
+
+def deterministic(device_type: str) -> None:
+    """``train.deterministic``: deterministic torch kernels (a warning, not an error, where an op has
+    none) and, on CUDA, deterministic cuDNN without autotuning and a fixed cuBLAS workspace."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device_type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def cpu_threads(acc) -> int:
@@ -90,14 +114,21 @@ def cpu_threads(acc) -> int:
     the quickstart 3-10x slower than 1 (README, "Training")."""
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
     local = int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes if acc.num_processes > 1 else 1))
-    n = max(1, cores // max(1, local) - 1)
+    n = threads_per_process(local)
     torch.set_num_threads(n)
     return n
+
+
+def threads_per_process(local_processes: int = 1, cores: int | None = None) -> int:
+    """The policy of :func:`cpu_threads`: this machine's (affinity) cores shared by ``local_processes``,
+    minus one for the data reader, at least one."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
+    return max(1, cores // max(1, local_processes) - 1)
 
 
 def release(acc) -> None:

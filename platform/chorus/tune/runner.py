@@ -121,7 +121,8 @@ def run_search(spec: SearchRecipe, *, address: Optional[str] = None, resume: boo
            "metric": spec.metric, "cpus": spec.resources.cpus, "gpus": spec.resources.gpus,
            "workers": spec.resources.workers, "parent_run_id": parent_id, "uri": uri,
            "experiment": experiment, "tracking": tracking,
-           "exp_dir": exp_dir, "train_storage": os.path.join(exp_dir, "ray_train"), "cwd": os.getcwd()}
+           "exp_dir": exp_dir, "train_storage": os.path.join(exp_dir, "ray_train"), "cwd": os.getcwd(),
+           "checkpoint_keep": _checkpoints_kept(spec)}
     status = "FAILED"
     try:
         with ray_session(address, num_cpus=num_cpus) as session:

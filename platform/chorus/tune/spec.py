@@ -331,6 +331,11 @@ def parse_search(raw: dict, where: str, base_dir: str = ".") -> SearchRecipe:
         if value < 1:
             raise SearchRecipeError(f"{name!r} in {where}: must be at least 1, got {value}")
     _check_scheduler(sched, where)
+    if sched.type == "pbt" and spec.resources.workers > 1:
+        # Ray Train V2 trials (TorchTrainer) cannot be cloned by PBT's exploit step
+        raise SearchRecipeError(
+            f"'scheduler.type' pbt with 'resources.workers' {spec.resources.workers} in {where}: PBT cannot "
+            f"clone a distributed (Ray Train) trial's checkpoint; use resources.workers: 1 or scheduler asha/fifo")
     if spec.max_failures < 0:
         raise SearchRecipeError(f"'max_failures' in {where}: must be >= 0, got {spec.max_failures}")
     spec.base = os.path.abspath(os.path.join(base_dir, os.path.expanduser(spec.base)))

@@ -8,7 +8,10 @@ Ray Tune. A non-finite loss (the loop's ``NonFiniteLoss``) or metric raises, so 
 trial failed and retries it from its last checkpoint up to ``max_failures`` times.
 
 With ``resources.workers > 1`` the trial runs the same loop under Ray Train's ``TorchTrainer`` on that
-many workers (:func:`run_distributed_trial`); rank 0's reports reach Ray Tune.
+many workers (:func:`run_distributed_trial`); rank 0's reports reach Ray Tune. Ray Train keeps the
+search's ``checkpoint_keep`` checkpoints of such a trial; ``scheduler: pbt`` is refused with it (the
+search recipe check): PBT's exploit clones a trial's checkpoint into another, which a Ray Train
+(Train V2) trial cannot take over.
 """
 from __future__ import annotations
 
@@ -184,6 +187,10 @@ def run_distributed_trial(config: dict, ctx: dict) -> None:
         # Same name and storage on a retry or resume: Ray Train restarts from its latest checkpoint.
         run_config=train.RunConfig(name=f"train-{trial_id}", storage_path=ctx["train_storage"],
                                    failure_config=train.FailureConfig(max_failures=0),
+                                   # Ray Train keeps every reported checkpoint unless told; as many as the
+                                   # search keeps in Tune (which may restore any of them)
+                                   checkpoint_config=train.CheckpointConfig(
+                                       num_to_keep=int(ctx.get("checkpoint_keep") or 2)),
                                    callbacks=[TuneReportCallback()]),
     )
     trainer.fit()
