@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from chorus.neurons.fused import lif_fused
-from chorus.neurons.params import V_INITS, make_params
+from chorus.neurons.params import check_lif
 from chorus.neurons.reference import lif_reference
 
 BACKENDS = ("fused", "reference")
@@ -49,31 +49,30 @@ class LIF(nn.Module):
         surrogate: str = "sigmoid",
         surrogate_alpha: float | None = None,
         mps: bool = False,
+        mps_init: str = "first",
         alpha_init: float = 0.5,
         v_init: str = "zero",
         v_init_scale: float | None = None,
         backend: str = "fused",
     ):
         super().__init__()
-        self.p = make_params(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate,
-                             surrogate_alpha, mps)
-        if isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float)) or not 0.0 < alpha_init < 1.0:
-            raise ValueError(f"alpha_init={alpha_init!r} must lie strictly between 0 and 1 (α = sigmoid(β))")
-        if v_init not in V_INITS:
-            raise ValueError(f"v_init={v_init!r} is not known; choose one of {', '.join(V_INITS)}")
+        cfg = check_lif(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                        detach_reset=detach_reset, surrogate=surrogate, surrogate_alpha=surrogate_alpha,
+                        mps=mps, mps_init=mps_init, alpha_init=alpha_init, v_init=v_init,
+                        v_init_scale=v_init_scale)
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not known; choose one of {', '.join(BACKENDS)}")
-        self.alpha_init = float(alpha_init)
-        self.v_init = v_init
-        self.v_init_scale = float(v_threshold if v_init_scale is None else v_init_scale)
-        if not self.v_init_scale > 0:
-            raise ValueError(f"v_init_scale={v_init_scale!r} must be positive")
+        self.config = cfg
+        self.p = cfg.params
+        self.alpha_init = cfg.alpha_init
+        self.v_init = cfg.v_init
+        self.v_init_scale = cfg.init_scale
         self.backend = backend
         self.record_states = False
         self.last_states: LIFStates | None = None
-        if mps:
+        if cfg.mps:
             # one learnable scalar, stored as shape [1]: DeepSpeed ZeRO-3 cannot partition 0-dim parameters
-            self.beta = nn.Parameter(torch.full((1,), math.log(alpha_init / (1.0 - alpha_init))))
+            self.beta = nn.Parameter(torch.full((1,), math.log(cfg.alpha_init / (1.0 - cfg.alpha_init))))
         else:
             self.register_parameter("beta", None)
 
@@ -92,6 +91,8 @@ class LIF(nn.Module):
         p = self.p
         s = (f"tau={p.tau}, v_threshold={p.v_threshold}, v_reset={p.v_reset}, decay_input={p.decay_input}, "
              f"surrogate={p.surrogate}({p.surrogate_alpha}), mps={p.mps}")
+        if p.mps:
+            s += f", mps_init={p.mps_init}"
         if p.mps:
             s += f", alpha={float(self.alpha):.4f}"
         return s
