@@ -42,7 +42,8 @@ class OneNeuron(nn.Module):
         from chorus.neurons import LIF
 
         super().__init__()
-        self.lif = LIF(mps=mps, alpha_init=0.5, detach_reset=True)
+        # the hand computation below starts the smoothed potential at H~(0) = 0 (mps_init "zero")
+        self.lif = LIF(mps=mps, alpha_init=0.5, detach_reset=True, mps_init="zero")
         self.readout = nn.Linear(1, 2, bias=False)
         with torch.no_grad():
             self.readout.weight.copy_(torch.tensor([[2.0], [0.0]]))
@@ -120,7 +121,7 @@ class TwoLayers(nn.Module):
         from chorus.neurons import LIF
 
         super().__init__()
-        self.lif = LIF(mps=True, alpha_init=0.5, detach_reset=True)
+        self.lif = LIF(mps=True, alpha_init=0.5, detach_reset=True, mps_init="zero")  # as OneNeuron
         self.sat = LIF(mps=False, detach_reset=True)
         self.readout = nn.Linear(2, 2, bias=False)
         with torch.no_grad():

@@ -10,9 +10,10 @@ from chorus.neurons.surrogate import spike
 
 
 def hand_step(x, v, hs_prev, alpha, p):
-    """DESIGN.md's equations for decay_input and the hard reset to V_r = 0, written out."""
+    """DESIGN.md's equations for decay_input and the hard reset to V_r = 0, written out (mps_init
+    "first": ``hs_prev`` is None at the first step, H~(1) = H(1))."""
     h = v + (x - v) / p.tau
-    hs = alpha * hs_prev + (1 - alpha) * h if p.mps else h
+    hs = alpha * hs_prev + (1 - alpha) * h if p.mps and hs_prev is not None else h
     s = spike(hs - p.v_threshold, p.surrogate, p.surrogate_alpha)
     return s, hs * (1 - s), hs
 
@@ -25,7 +26,7 @@ def hand_forward(m, x, es):
         cur = layer.bn(layer.fc(y.flatten(0, 1))).unflatten(0, (T, B))
         alpha = torch.sigmoid(layer.lif.beta) if layer.lif.beta is not None else None
         n = cur.shape[-1]
-        v, h, s = torch.zeros(B, n), torch.zeros(B, n), torch.zeros(B, n)
+        v, h, s = torch.zeros(B, n), None, torch.zeros(B, n)
         outs = []
         for t in range(T):
             s, v, h = hand_step(cur[t] + layer.rec(s) + es[l][t], v, h, alpha, layer.lif.p)

@@ -165,7 +165,8 @@ def test_recurrent_layer_gradient_equals_plain_stepping():
     got = torch.autograd.grad((layer(x) * w).sum(), params)
 
     current = layer.bn(layer.fc(x.flatten(0, 1))).unflatten(0, (15, 3))
-    v, h, s = torch.zeros(3, 16), torch.zeros(3, 16), torch.zeros(3, 16)
+    v, s = torch.zeros(3, 16), torch.zeros(3, 16)
+    h = None  # mps_init "first" (the default): no smoothed potential before the first step, H~(1) = H(1)
     alpha = torch.sigmoid(layer.lif.beta)
     out = []
     for t in range(15):

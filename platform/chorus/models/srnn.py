@@ -28,10 +28,11 @@ from chorus.models.layers import check_input
 from chorus.models.neuron_config import NeuronConfig
 from chorus.models.registry import register
 from chorus.neurons import LIF, LIFStates
+from chorus.neurons.reference import initial_h_tilde
 from chorus.neurons.reference import lif_step as reference_step
 
 
-def lif_step(lif: LIF, x: torch.Tensor, v: torch.Tensor, h_prev: torch.Tensor, alpha: torch.Tensor | None):
+def lif_step(lif: LIF, x: torch.Tensor, v: torch.Tensor, h_prev: torch.Tensor | None, alpha: torch.Tensor | None):
     """One timestep of ``lif``'s neuron: returns ``(spikes, V(t), H~(t))`` from X(t), V(t−1), H~(t−1).
 
     The step of the reference neuron (:func:`chorus.neurons.reference.lif_step`) with ``lif``'s settings.
@@ -74,7 +75,7 @@ class RecurrentLIFLayer(nn.Module):
             v = torch.rand(current.shape[1:], device=current.device, dtype=current.dtype) * lif.v_init_scale
         else:
             v = current.new_full(current.shape[1:], lif.p.vr)
-        h = torch.zeros_like(v)
+        h = initial_h_tilde(lif.p, v)  # None under mps_init "first": H~(1) = H(1)
         alpha = torch.sigmoid(lif.beta).to(current.dtype) if lif.beta is not None else None
         w_dtype = self.rec.weight.dtype  # bf16 when the whole model is cast (DeepSpeed bf16)
         s = torch.zeros_like(v)

@@ -1,6 +1,7 @@
-"""Spiking neurons: LIF with membrane potential smoothing (DESIGN.md, "The spiking core")."""
+"""Spiking neurons: LIF with membrane potential smoothing (docs/method.md, "The spiking core")."""
+from chorus.neurons.backends import BACKENDS
 from chorus.neurons.fused import lif_fused
-from chorus.neurons.lif import BACKENDS, LIF, LIFStates
+from chorus.neurons.lif import LIF, LIFStates
 from chorus.neurons.params import LIF_FIELDS, LIFArgError, LIFConfig, LIFParams, check_lif, make_params
 from chorus.neurons.reference import lif_reference
 from chorus.neurons.surrogate import SURROGATES, heaviside, spike, surrogate_grad

@@ -1,8 +1,15 @@
-"""Build, load and call the fused C kernel (``lif_kernel.c``) for float32 tensors on the CPU.
+"""Build, load and call the fused C kernel (``lif_kernel.c``) for float32 tensors on the CPU: the ``c``
+backend (docs/method.md, "The spiking core"; the recursion it implements is written once in torch ops
+in :mod:`chorus.neurons.recursion`).
 
-The kernel is compiled once per machine with the system C compiler into a cache folder
-(``$CHORUS_CACHE`` or ``~/.cache/chorus``), keyed by the source's hash and flags, and loaded with ctypes
-(which releases the GIL during a call). It is built with ``-fopenmp`` when the compiler can: the
+The kernel is compiled once per machine kind with the system C compiler into a cache folder
+(``$CHORUS_CACHE`` or ``~/.cache/chorus``, then ``kernels/``), keyed by the source, the flags, the
+compiler's version and the CPU's model and instruction set (:func:`chorus.neurons.machine.cpu_key`), so
+a shared home folder never hands an AVX-512 build to an AVX2 node; it is loaded with ctypes (which
+releases the GIL during a call). ``-march=native`` is the default target; ``CHORUS_KERNEL_MARCH`` names
+another (``znver3`` builds the AVX2 code of an AMD Zen3 host, e.g. to measure it elsewhere). A failed
+compile is remembered for :data:`FAIL_TTL` seconds only (its compiler output beside the cache), then
+tried again. It is built with ``-fopenmp`` when the compiler can: the
 library then links ``libgomp.so.1``, which in a torch process resolves to torch's own OpenMP runtime,
 and one call runs on torch's intra-op team (``torch.get_num_threads()`` threads, the same threads that
 run the convolution before the neuron: awake, and never competing with it for cores). When that is
@@ -20,17 +27,19 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from chorus.neurons import buffers
+from chorus.neurons import buffers, machine
 from chorus.neurons.params import LIFParams
 from chorus.neurons.surrogate import SURROGATE_CODE
 
 _SRC = Path(__file__).with_name("lif_kernel.c")
-_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=c99"]
+_BASE_FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=c99"]
+FAIL_TTL = 3600.0
 _OPENMP = ["-fopenmp"]
 _SIMD_ONLY = ["-fopenmp-simd"]
 _MIN_PER_THREAD = 1 << 15
@@ -45,25 +54,50 @@ _pool_size = 0
 
 class _Cfg(ctypes.Structure):
     _fields_ = [(n, ctypes.c_float) for n in ("tau", "vth", "vr", "k", "c", "alpha", "one_minus_alpha", "sa")] + [
-        (n, ctypes.c_int) for n in ("decay_input", "mps", "soft", "detach", "surrogate")
+        (n, ctypes.c_int) for n in ("decay_input", "mps", "soft", "detach", "surrogate", "first")
     ]
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("CHORUS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "chorus")
-    return Path(root) / "kernels"
+    return machine.cache_root() / "kernels"
+
+
+def _flags() -> list[str]:
+    march = os.environ.get("CHORUS_KERNEL_MARCH", "native")
+    wide = ["-mprefer-vector-width=512"] if march == "native" else []
+    return [*_BASE_FLAGS[:1], f"-march={march}", *wide, *_BASE_FLAGS[1:]]
+
+
+def _compiler_id(cc: str) -> str:
+    try:
+        res = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
+        return cc + "\n" + (res.stdout.splitlines() or [""])[0]
+    except (OSError, subprocess.SubprocessError):
+        return cc
+
+
+def build_key(cc: str, flags: list[str]) -> str:
+    """The cache key of one build: source, flags, compiler version, CPU model and instruction set."""
+    raw = b"\n".join([_SRC.read_bytes(), " ".join(flags).encode(), _compiler_id(cc).encode(),
+                      machine.cpu_key().encode()])
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _compile(cc: str, flags: list[str]) -> Path | None:
-    """Compile the kernel with ``flags`` into the cache (once per source/flags/machine); None on failure."""
-    src = _SRC.read_bytes()
-    key = hashlib.sha256(src + " ".join(flags).encode() + os.uname().machine.encode()).hexdigest()[:16]
+    """Compile the kernel with ``flags`` into the cache (once per :func:`build_key`); None on failure.
+
+    A failure leaves ``lif_kernel-KEY.failed`` (the compiler's output) that stops retries for
+    :data:`FAIL_TTL` seconds; after that the next process tries again."""
+    key = build_key(cc, flags)
     out = _cache_dir() / f"lif_kernel-{key}.so"
     failed = out.with_suffix(".failed")
     if out.exists():
         return out
-    if failed.exists():
-        return None
+    try:
+        if time.time() - failed.stat().st_mtime < FAIL_TTL:
+            return None
+    except OSError:
+        pass
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
@@ -72,6 +106,7 @@ def _compile(cc: str, flags: list[str]) -> Path | None:
         os.unlink(tmp)
         failed.write_text(res.stderr)
         return None
+    failed.unlink(missing_ok=True)
     os.replace(tmp, out)  # atomic: concurrent builders never load a half-written file
     return out
 
@@ -99,16 +134,12 @@ def _load(path: Path) -> ctypes.CDLL:
     dp = ctypes.POINTER(ctypes.c_double)
     lib.lif_forward.argtypes = [fp, fp, fp, fp, fp, i64, i64, i64, i64, cfgp]
     lib.lif_forward.restype = None
-    lib.lif_backward.argtypes = [fp, fp, fp, fp, i64, i64, i64, i64, cfgp]
-    lib.lif_backward.restype = ctypes.c_double
-    lib.lif_backward_recompute.argtypes = [fp, fp, fp, fp, i64, i64, i64, i64, cfgp, dp]
-    lib.lif_backward_recompute.restype = ctypes.c_int
+    lib.lif_backward.argtypes = [fp, fp, fp, fp, fp, i64, i64, i64, i64, cfgp, dp]
+    lib.lif_backward.restype = ctypes.c_int
     lib.lif_forward_par.argtypes = [fp, fp, fp, fp, fp, i64, i64, i32, cfgp]
     lib.lif_forward_par.restype = None
-    lib.lif_backward_par.argtypes = [fp, fp, fp, fp, i64, i64, i32, cfgp]
-    lib.lif_backward_par.restype = ctypes.c_double
-    lib.lif_backward_recompute_par.argtypes = [fp, fp, fp, fp, i64, i64, i32, cfgp, dp]
-    lib.lif_backward_recompute_par.restype = ctypes.c_int
+    lib.lif_backward_par.argtypes = [fp, fp, fp, fp, fp, i64, i64, i32, cfgp, dp]
+    lib.lif_backward_par.restype = ctypes.c_int
     lib.lif_has_openmp.argtypes = []
     lib.lif_has_openmp.restype = ctypes.c_int
     return lib
@@ -119,17 +150,19 @@ def _build() -> ctypes.CDLL | None:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
+    flags = _flags()
     if torch.backends.openmp.is_available():
-        path = _compile(cc, _FLAGS + _OPENMP)
+        path = _compile(cc, flags + _OPENMP)
         if path is not None:
             lib = _load(path)
             if lib.lif_has_openmp() and _shares_torch_openmp(lib):
                 _use_team = True
                 return lib
-    path = _compile(cc, _FLAGS + _SIMD_ONLY)
+    path = _compile(cc, flags + _SIMD_ONLY)
     if path is None:
         print(f"chorus: could not compile the fused LIF kernel (compiler output in {_cache_dir()}/*.failed; "
-              "delete those files to retry); using the torch-ops path", file=sys.stderr)
+              f"retried after {FAIL_TTL / 3600:g} h, or delete those files); using another backend",
+              file=sys.stderr)
         return None
     return _load(path)
 
@@ -145,7 +178,7 @@ def available() -> bool:
             try:
                 _lib = _build()
             except OSError as exc:  # no compiler, read-only cache, ...
-                print(f"chorus: fused LIF kernel unavailable ({exc}); using the torch-ops path", file=sys.stderr)
+                print(f"chorus: fused LIF kernel unavailable ({exc}); using another backend", file=sys.stderr)
                 _lib = None
     return _lib is not None
 
@@ -153,7 +186,7 @@ def available() -> bool:
 def _cfg(p: LIFParams, alpha: float, one_minus_alpha: float) -> _Cfg:
     return _Cfg(p.tau, p.v_threshold, p.vr, p.k, p.c, alpha, one_minus_alpha, p.surrogate_alpha,
                 int(p.decay_input), int(p.mps), int(p.soft_reset), int(p.detach_reset),
-                SURROGATE_CODE[p.surrogate])
+                SURROGATE_CODE[p.surrogate], int(p.mps_init == "first"))
 
 
 def _threads(n: int) -> int:
@@ -199,35 +232,21 @@ def forward(x: torch.Tensor, v0: torch.Tensor | None, p: LIFParams, alpha: float
     return s, hs, vp
 
 
-def backward(gs: torch.Tensor, ghs: torch.Tensor | None, hs: torch.Tensor, p: LIFParams, alpha: float,
-             oma: float):
-    """gs = ∂L/∂S, ghs = ∂L/∂H~ (or None), hs = H~: float32 contiguous [T, N].
+def backward(x: torch.Tensor, v0: torch.Tensor | None, gs: torch.Tensor, ghs: torch.Tensor | None,
+             p: LIFParams, alpha: float, oma: float):
+    """The backward from the input ``x`` (and ``v0``): H~ and H are recomputed inside the kernel.
 
-    Returns (∂L/∂X, Σ g(t)·(H~(t) − H~(t−1))), g(t) being the total ∂L/∂H~(t).
-    """
-    T, N = hs.shape
-    gx = buffers.empty(hs.shape)
-    cp = ctypes.byref(_cfg(p, alpha, oma))
-    args = (_ptr(gs), _ptr(ghs), _ptr(hs), _ptr(gx), T, N)
-    if _use_team:
-        return gx, float(_lib.lif_backward_par(*args, _threads(N), cp))
-    return gx, float(sum(_map(lambda a, b: _lib.lif_backward(*args, a, b, cp), _ranges(N))))
-
-
-def backward_recompute(gs: torch.Tensor, x: torch.Tensor, v0: torch.Tensor | None, p: LIFParams, alpha: float,
-                       oma: float):
-    """The spikes-only backward: H~ is recomputed from the input ``x`` (and ``v0``) inside the kernel.
-
-    Returns the same pair as :func:`backward`.
+    gs = ∂L/∂S, ghs = ∂L/∂H~ (or None): float32 contiguous [T, N]. Returns (∂L/∂X, Σ g(t)·(H~(t−1) − H(t))),
+    g(t) being the total ∂L/∂H~(t), i.e. (∂L/∂X, ∂L/∂α).
     """
     T, N = x.shape
     gx = buffers.empty(x.shape)
     cp = ctypes.byref(_cfg(p, alpha, oma))
-    args = (_ptr(x), _ptr(v0), _ptr(gs), _ptr(gx), T, N)
+    args = (_ptr(x), _ptr(v0), _ptr(gs), _ptr(ghs), _ptr(gx), T, N)
 
     def part(*split) -> float:
         out = ctypes.c_double(0.0)
-        fn = _lib.lif_backward_recompute_par if _use_team else _lib.lif_backward_recompute
+        fn = _lib.lif_backward_par if _use_team else _lib.lif_backward
         if fn(*args, *split, cp, ctypes.byref(out)):
             raise MemoryError("the fused LIF backward could not allocate its per-thread scratch buffer")
         return out.value
@@ -235,3 +254,24 @@ def backward_recompute(gs: torch.Tensor, x: torch.Tensor, v0: torch.Tensor | Non
     if _use_team:
         return gx, part(_threads(N))
     return gx, float(sum(_map(part, _ranges(N))))
+
+
+class Engine:
+    """The ``c`` backend for :class:`chorus.neurons.fused.FusedLIF` (float32 CPU tensors only)."""
+
+    name = "c"
+
+    @staticmethod
+    def supports(x: torch.Tensor) -> bool:
+        return x.device.type == "cpu" and x.dtype == torch.float32 and available()
+
+    @staticmethod
+    def forward(x, v0, p: LIFParams, a: torch.Tensor, want_h: bool, want_vp: bool):
+        af = float(a)
+        s, hs, vp = forward(x, v0, p, af, float(1 - a), want_h, want_vp)
+        return s, hs, vp, []
+
+    @staticmethod
+    def backward(x, v0, saved, gs, ghs, p: LIFParams, a: torch.Tensor):
+        gx, acc = backward(x, v0, gs, ghs, p, float(a), float(1 - a))
+        return gx, torch.tensor(acc, dtype=torch.float64)

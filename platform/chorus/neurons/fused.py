@@ -1,152 +1,158 @@
 """The fused LIF + MPS neuron: forward and backward over the whole sequence in one autograd node.
 
-Implements the same equations as :mod:`chorus.neurons.reference` (DESIGN.md, "The spiking core")
-without a per-timestep autograd graph. Only H~ (``[T, ...]``, fp32) is saved for the backward pass;
-S(t), the surrogate Θ'(H~ − V_th) and the reset derivative are recomputed from it. When only the
-spikes are wanted (the default in a network) the C kernel keeps nothing new at all: autograd keeps the
-input X, and the backward re-runs the forward recursion chunk by chunk in cache to get H~ back. The backward
-recursion, with g(t) = ∂L/∂H~(t) and gV(t) = ∂L/∂V(t) (both 0 past T)::
+Implements the equations of :mod:`chorus.neurons.reference` (docs/method.md, "The spiking core")
+without a per-timestep autograd graph. Whatever the backend, only the input X (and V(0)) is kept for the
+backward pass, which re-runs the forward to get H~ and H back (the recursion and its backward are
+written out in :mod:`chorus.neurons.recursion`). The work is done by an *engine*, one per backend
+(:mod:`chorus.neurons.backends` picks it):
 
-    g(t)      = ∂L/∂S(t)·Θ'(t) + gV(t)·∂V(t)/∂H~(t) + α·g(t+1) [+ ∂L/∂H~(t) when H~ is used]
-    ∂L/∂H(t)  = (1 − α)·g(t)                                         (g(t) without MPS)
-    ∂L/∂X(t)  = c·∂L/∂H(t),   c = 1/τ (decay_input) or 1
-    gV(t−1)   = (1 − 1/τ)·∂L/∂H(t)
-    ∂L/∂α     = Σ_t g(t)·(H~(t−1) − H(t)) = −Σ_t g(t)·(H~(t) − H~(t−1)) / (1 − α)
+- ``forward(x, v0, p, a, want_h, want_vp) -> (S, H~ | None, V(t−1) | None, saved)`` with x [T, N];
+- ``backward(x, v0, saved, gS, gH~ | None, p, a) -> (∂L/∂X, ∂L/∂α)``, ∂L/∂α a 0-dim float64 tensor on
+  x's device (no host synchronisation on CUDA).
 
-(α·g(t+1) only with MPS), with ∂V/∂H~ = (1 − S) + (V_r − H~)·Θ' (hard reset) or 1 − V_th·Θ' (soft reset), the Θ' term dropped
-under ``detach_reset``. float32 tensors on the CPU run the C kernel (``lif_kernel.c``); every other
-case (CUDA, float64 for gradcheck, no compiler) runs the same recursion with torch ops.
+:class:`BlockEngine` is the engine of the ``torch`` backend (eager) and, with compiled blocks, of
+``inductor``.
 """
 from __future__ import annotations
 
 import torch
 
-from chorus.neurons import cpu_kernel
+from chorus.neurons import recursion
 from chorus.neurons.params import LIFParams
-from chorus.neurons.surrogate import heaviside, surrogate_grad
+from chorus.neurons.recursion import Floats, Spec
 
 
-def _forward_torch(x, v0, p: LIFParams, alpha, want_vprev):
-    vr = p.vr
-    v = torch.full_like(x[0], vr) if v0 is None else v0
-    hs = torch.zeros_like(x[0])
-    s_out = torch.empty_like(x)
-    hs_out = torch.empty_like(x)
-    vp_out = torch.empty_like(x) if want_vprev else None
-    oma = 1 - alpha if p.mps else None
-    for t in range(x.shape[0]):
-        if want_vprev:
-            vp_out[t] = v
-        if p.decay_input:
-            h = v + (x[t] - (v - vr)) / p.tau
-        else:
-            h = v - (v - vr) / p.tau + x[t]
-        hs = alpha * hs + oma * h if p.mps else h
-        s = heaviside(hs - p.v_threshold)
-        v = hs - p.v_threshold * s if p.soft_reset else hs * (1 - s) + vr * s
-        s_out[t] = s
-        hs_out[t] = hs
-    return s_out, hs_out, vp_out
+class BlockEngine:
+    """Runs :func:`recursion.forward_block` / :func:`recursion.backward_block` over blocks of timesteps.
+
+    ``fwd`` / ``bwd`` take ``(spec, K, want_states, carry)`` and return the block function to call (the
+    plain Python functions for ``torch``; compiled ones for ``inductor``). ``tensor_first`` passes the
+    "first block" flag as a 0-dim tensor (so one compiled block serves every block).
+    """
+
+    def __init__(self, name: str, fwd, bwd, tensor_first: bool, block: int = recursion.BLOCK):
+        self.name, self._fwd, self._bwd, self._tensor_first, self.block = name, fwd, bwd, tensor_first, block
+
+    def _first(self, p: LIFParams, i: int, device):
+        first = bool(p.mps and p.mps_init == "first" and i == 0)
+        return torch.tensor(first, device=device) if self._tensor_first else first
+
+    def forward(self, x, v0, p: LIFParams, a, want_h: bool, want_vp: bool):
+        spec, f = Spec.of(p), Floats.of(p)
+        oma = 1 - a
+        T, N = x.shape
+        v = v0 if v0 is not None else x.new_full((N,), f.vr)
+        hs = x.new_zeros(N)
+        want_states = want_h or want_vp
+        spans = recursion.blocks(T, self.block)
+        s_parts, h_parts, vp_parts, saved = [], [], [], []
+        for i, (t0, t1) in enumerate(spans):
+            carry = i + 1 < len(spans)
+            fn = self._fwd(spec, t1 - t0, want_states, carry)
+            s, h, vp, v_next, hs_next = fn(f, x[t0:t1], v, hs, a, oma, self._first(p, i, x.device))
+            if carry:
+                saved += [v_next, hs_next]  # the state the next block starts from, for the backward
+                v, hs = v_next, hs_next
+            s_parts.append(s)
+            if want_states:
+                h_parts.append(h)
+                vp_parts.append(vp)
+
+        def join(parts):
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+        return (join(s_parts), join(h_parts) if want_h else None, join(vp_parts) if want_vp else None, saved)
+
+    def backward(self, x, v0, saved, gs, ghs, p: LIFParams, a):
+        spec, f = Spec.of(p), Floats.of(p)
+        oma = 1 - a
+        T, N = x.shape
+        spans = recursion.blocks(T, self.block)
+        gv = x.new_zeros(N)
+        g_next = x.new_zeros(N)
+        acc = torch.zeros((), dtype=torch.float64, device=x.device)
+        gx_parts = []
+        for i in range(len(spans) - 1, -1, -1):
+            t0, t1 = spans[i]
+            if i == 0:
+                v = v0 if v0 is not None else x.new_full((N,), f.vr)
+                hs = x.new_zeros(N)
+            else:
+                v, hs = saved[2 * (i - 1)], saved[2 * (i - 1) + 1]
+            fn = self._bwd(spec, t1 - t0, ghs is not None, i > 0)
+            gx, gv_next, gn_next, part = fn(f, x[t0:t1], gs[t0:t1], None if ghs is None else ghs[t0:t1], v, hs,
+                                            gv, g_next, a, oma, self._first(p, i, x.device))
+            gv, g_next = gv_next, gn_next
+            acc = acc + part.to(torch.float64)
+            gx_parts.append(gx)
+        gx = gx_parts[0] if len(gx_parts) == 1 else torch.cat(gx_parts[::-1])
+        return gx, acc
 
 
-def _backward_torch(gs, ghs, hs_all, p: LIFParams, alpha):
-    vr, k, c = p.vr, p.k, p.c
-    gx = torch.empty_like(hs_all)
-    gv = torch.zeros_like(hs_all[0])
-    g_next = torch.zeros_like(hs_all[0])
-    acc = torch.zeros((), dtype=torch.float64, device=hs_all.device)
-    for t in range(hs_all.shape[0] - 1, -1, -1):
-        h = hs_all[t]
-        xs = h - p.v_threshold
-        sg = surrogate_grad(p.surrogate, p.surrogate_alpha, xs)
-        if p.soft_reset:
-            dvdh = 1.0 if p.detach_reset else 1 - p.v_threshold * sg
-        else:
-            s = heaviside(xs)
-            dvdh = (1 - s) if p.detach_reset else (1 - s) + (vr - h) * sg
-        g = gs[t] * sg + gv * dvdh
-        if ghs is not None:
-            g = g + ghs[t]
-        if p.mps:
-            g = g + alpha * g_next
-            g_next = g
-            prev = hs_all[t - 1] if t > 0 else torch.zeros_like(h)
-            acc = acc + (g * (h - prev)).sum(dtype=torch.float64)
-            gh = (1 - alpha) * g
-        else:
-            gh = g
-        gx[t] = c * gh
-        gv = k * gh
-    return gx, acc
+def _eager_fwd(spec, K, want_states, carry):
+    def run(f, x, v, hs, a, oma, first):
+        return recursion.forward_block(spec, f, x, v, hs, a, oma, first, want_states, carry)
+    return run
+
+
+def _eager_bwd(spec, K, has_gh, carry):
+    def run(f, x, gs, ghs, v, hs, gv, g_next, a, oma, first):
+        return recursion.backward_block(spec, f, x, gs, ghs, v, hs, gv, g_next, a, oma, first, carry)
+    return run
+
+
+TORCH_ENGINE = BlockEngine("torch", _eager_fwd, _eager_bwd, tensor_first=False)
+
+
+def _membrane_dtype(x: torch.Tensor) -> torch.dtype:
+    """fp64 stays fp64; everything else (fp32, and fp16/bf16 inputs of the Triton kernels) runs in fp32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 class FusedLIF(torch.autograd.Function):
-    """Inputs: x [T, N] (fp32 or fp64, contiguous), alpha (0-dim, ignored without MPS), v0 [N] or None.
-
-    With ``spikes_only`` on the C-kernel path, H~ is neither returned nor kept: the backward recomputes
-    it from x (which autograd then keeps instead; it is usually alive anyway, and is no larger).
-    """
+    """Inputs: x [T, N] (contiguous), alpha (one element, ignored without MPS), v0 [N] or None, the
+    settings, the outputs wanted, and the engine. Saves x (and v0, and the engine's block states)."""
 
     @staticmethod
-    def forward(ctx, x, alpha, v0, p: LIFParams, want_vprev: bool, spikes_only: bool):
-        use_kernel = x.device.type == "cpu" and x.dtype == torch.float32 and cpu_kernel.available()
-        recompute = use_kernel and spikes_only and not want_vprev
-        a = alpha.detach().to(x.dtype)
-        if use_kernel:
-            s, hs, vp = cpu_kernel.forward(x, v0, p, float(a), float(1 - a), not recompute, want_vprev)
-        else:
-            s, hs, vp = _forward_torch(x, v0, p, a, want_vprev)
-        if recompute:
-            ctx.save_for_backward(x, alpha, v0)
-        else:
-            ctx.save_for_backward(hs, alpha)
-        ctx.p, ctx.use_kernel, ctx.recompute = p, use_kernel, recompute
+    def forward(ctx, x, alpha, v0, p: LIFParams, want_vprev: bool, spikes_only: bool, engine):
+        a = alpha.detach().to(_membrane_dtype(x)).reshape(())
+        s, hs, vp, saved = engine.forward(x, v0, p, a, not spikes_only, want_vprev)
+        ctx.save_for_backward(x, alpha, v0, *saved)
+        ctx.p, ctx.engine = p, engine
         ctx.set_materialize_grads(False)  # an unused H~ output costs no zero-filled gradient
         if vp is not None:
             ctx.mark_non_differentiable(vp)
-        if spikes_only:
-            return s, None, vp
         return s, hs, vp
 
     @staticmethod
     def backward(ctx, gs, g_hs, _g_vp):
-        p = ctx.p
-        if ctx.recompute:
-            x, alpha, v0 = ctx.saved_tensors
-            a = alpha.detach().to(x.dtype)
-        else:
-            hs, alpha = ctx.saved_tensors
-            a = alpha.detach().to(hs.dtype)
         if gs is None and g_hs is None:
-            return (None,) * 6
-        if ctx.recompute:
-            gx, acc = cpu_kernel.backward_recompute(gs.contiguous(), x, v0, p, float(a), float(1 - a))
-            acc = torch.tensor(acc, dtype=torch.float64)
-        else:
-            gs = gs.contiguous() if gs is not None else torch.zeros_like(hs)
-            g_hs = None if g_hs is None else g_hs.contiguous()
-            if ctx.use_kernel:
-                gx, acc = cpu_kernel.backward(gs, g_hs, hs, p, float(a), float(1 - a))
-                acc = torch.tensor(acc, dtype=torch.float64)
-            else:
-                gx, acc = _backward_torch(gs, g_hs, hs, p, a)
+            return (None,) * 7
+        p, engine = ctx.p, ctx.engine
+        x, alpha, v0, *saved = ctx.saved_tensors
+        a = alpha.detach().to(_membrane_dtype(x)).reshape(())
+        gs = gs.contiguous() if gs is not None else torch.zeros_like(x)
+        g_hs = None if g_hs is None else g_hs.contiguous()
+        gx, acc = engine.backward(x, v0, saved, gs, g_hs, p, a)
         g_alpha = None
         if p.mps and ctx.needs_input_grad[1]:
-            oma = (1 - alpha.detach()).double().clamp_min(torch.finfo(torch.float64).tiny)
-            g_alpha = (-acc.to(oma.device) / oma).to(alpha.dtype)
-        return gx, g_alpha, None, None, None, None
+            g_alpha = acc.to(device=alpha.device, dtype=alpha.dtype).reshape(alpha.shape)
+        return gx, g_alpha, None, None, None, None, None
 
 
 def lif_fused(x: torch.Tensor, alpha: torch.Tensor, p: LIFParams, v0: torch.Tensor | None = None,
-              want_vprev: bool = False, spikes_only: bool = False):
+              want_vprev: bool = False, spikes_only: bool = False, backend: str = "auto"):
     """Run the fused neuron on ``x`` of shape ``[T, ...]``; returns ``(spikes, h_tilde, v_prev|None)``.
 
-    ``spikes_only=True`` returns ``(spikes, None, v_prev|None)`` and, on the CPU kernel path without
-    ``want_vprev``, recomputes H~ in the backward instead of keeping it (less memory traffic and one
-    [T, ...] tensor less in the forward).
+    ``spikes_only=True`` returns ``(spikes, None, v_prev|None)`` (H~ is then not even written).
+    ``backend`` names the implementation (see :mod:`chorus.neurons.backends`; ``"auto"`` picks the
+    fastest correct one for the tensor's device and dtype on this machine).
     """
+    from chorus.neurons import backends
+
     shape = x.shape
     x2 = x.reshape(shape[0], -1).contiguous()
-    v02 = None if v0 is None else v0.reshape(-1).to(x2.dtype).contiguous()
-    s, hs, vp = FusedLIF.apply(x2, alpha, v02, p, want_vprev, spikes_only)
+    v02 = None if v0 is None else v0.reshape(-1).to(_membrane_dtype(x2)).contiguous()
+    engine = backends.engine(backend, x2, p)
+    s, hs, vp = FusedLIF.apply(x2, alpha, v02, p, want_vprev, spikes_only, engine)
     return s.view(shape), None if hs is None else hs.view(shape), None if vp is None else vp.view(shape)

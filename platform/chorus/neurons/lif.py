@@ -1,6 +1,6 @@
 """The ``LIF`` layer: leaky integrate-and-fire with optional membrane potential smoothing (MPS).
 
-Implements DESIGN.md, "The spiking core": a layer maps a whole sequence ``[T, B, ...]`` to spikes of
+Implements docs/method.md, "The spiking core": a layer maps a whole sequence ``[T, B, ...]`` to spikes of
 the same shape and keeps no state between calls. With ``mps=True`` it owns one learnable scalar β and
 smooths its potential with α = sigmoid(β), β initialised to logit(α_init).
 """
@@ -12,11 +12,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from chorus.neurons.backends import canonical, resolve
 from chorus.neurons.fused import lif_fused
 from chorus.neurons.params import check_lif
 from chorus.neurons.reference import lif_reference
-
-BACKENDS = ("fused", "reference")
 
 
 class LIFStates(NamedTuple):
@@ -33,7 +32,10 @@ class LIF(nn.Module):
     Args mirror SpikingJelly's ``LIFNode`` (τ = 2, V_th = 1, V_r = 0, decay_input, sigmoid surrogate with
     α_s = 4), so that with MPS off both give the same spikes and gradients. ``v_reset=None`` is the soft
     reset. ``v_init="uniform"`` draws V(0) from U[0, v_init_scale) per neuron and sample.
-    ``backend="reference"`` runs the plain per-timestep loop (the readable definition).
+    ``backend`` names the implementation (:mod:`chorus.neurons.backends`): ``"auto"`` (the default)
+    picks the fastest correct one for the input's device on this machine; ``"reference"`` runs the plain
+    per-timestep loop (the readable definition); ``"torch"``, ``"inductor"``, ``"c"`` and ``"triton"``
+    name one implementation explicitly (an error where it cannot run the input).
 
     ``forward(x, return_states=True)`` also returns :class:`LIFStates`; setting ``record_states = True``
     keeps the last call's states in ``self.last_states`` (detached) for diagnostics.
@@ -53,15 +55,14 @@ class LIF(nn.Module):
         alpha_init: float = 0.5,
         v_init: str = "zero",
         v_init_scale: float | None = None,
-        backend: str = "fused",
+        backend: str = "auto",
     ):
         super().__init__()
         cfg = check_lif(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
                         detach_reset=detach_reset, surrogate=surrogate, surrogate_alpha=surrogate_alpha,
                         mps=mps, mps_init=mps_init, alpha_init=alpha_init, v_init=v_init,
                         v_init_scale=v_init_scale)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r} is not known; choose one of {', '.join(BACKENDS)}")
+        backend = canonical(backend)
         self.config = cfg
         self.p = cfg.params
         self.alpha_init = cfg.alpha_init
@@ -107,21 +108,29 @@ class LIF(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"LIF input must be a floating-point tensor; got dtype {x.dtype}")
 
+    def _takes_low_precision(self, x: torch.Tensor) -> bool:
+        if self.backend == "reference":
+            return False
+        return resolve(self.backend, x.reshape(x.shape[0], -1), self.p) == "triton"
+
     def forward(self, x: torch.Tensor, return_states: bool = False):
         self._check(x)
         want_states = return_states or self.record_states
         out_dtype = x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):
-            xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+            # the membrane is fp32 (or fp64); a backend that loads fp16/bf16 itself (Triton) takes them as they are
+            xf = x if x.dtype in (torch.float32, torch.float64) or self._takes_low_precision(x) else x.float()
+            mdtype = torch.float64 if xf.dtype == torch.float64 else torch.float32
             v0 = None
             if self.v_init == "uniform":
-                v0 = torch.rand(xf.shape[1:], device=xf.device, dtype=xf.dtype) * self.v_init_scale
-            alpha = torch.sigmoid(self.beta).to(xf.dtype) if self.beta is not None else xf.new_zeros(())
+                v0 = torch.rand(xf.shape[1:], device=xf.device, dtype=mdtype) * self.v_init_scale
+            alpha = torch.sigmoid(self.beta).to(mdtype) if self.beta is not None else xf.new_zeros((), dtype=mdtype)
             if self.backend == "reference":
                 s, hs, vp = lif_reference(xf, alpha, self.p, v0)
                 vp = vp.detach()
             else:
-                s, hs, vp = lif_fused(xf, alpha, self.p, v0, want_vprev=want_states, spikes_only=not want_states)
+                s, hs, vp = lif_fused(xf, alpha, self.p, v0, want_vprev=want_states, spikes_only=not want_states,
+                                      backend=self.backend)
         s = s.to(out_dtype)
         if not want_states:
             return s

@@ -1,17 +1,16 @@
-/* Fused LIF + MPS forward and backward over a whole sequence (DESIGN.md, "The spiking core").
+/* Fused LIF + MPS forward and backward over a whole sequence (docs/method.md, "The spiking core").
  *
  * Layout: every tensor is [T, N] contiguous float32; a call handles neurons [n0, n1) so that the
  * caller can split the work over threads. Work proceeds in chunks of neurons whose state lives in
  * small local arrays.
  *
- * Two ways to feed the backward pass:
- *  - states kept:   lif_forward writes S and H~ (and optionally V(t-1)); lif_backward reads H~.
- *  - spikes only:   lif_forward writes S alone; lif_backward_recompute re-runs the forward of each
- *                   chunk from the input X into a chunk-sized scratch (cache-resident) and then runs
- *                   the backward recursion on it. Nothing beyond the input is kept for backward, and
- *                   the forward writes one [T, N] tensor instead of two.
- * Both backward functions recompute S, the surrogate and the reset derivative from H~ and return the
- * partial sum needed for dL/dalpha (see chorus/neurons/fused.py for the recursion).
+ * The forward writes S (and, for diagnostics, H~ and V(t-1)). The backward keeps nothing from the
+ * forward but the input X: it re-runs the forward of each chunk from X into a chunk-sized scratch
+ * (cache-resident) holding H(t) and H~(t), then runs the backward recursion on it (see
+ * chorus/neurons/recursion.py for the recursion, written once in torch ops). dL/dalpha is accumulated
+ * directly as sum_t g(t) * (H~(t-1) - H(t)), never as a difference of H~ divided by 1 - alpha.
+ * mps_init "first" (cfg->first): H~(1) = H(1), so the first step carries no alpha term and
+ * dL/dH(1) = g(1).
  *
  * Threads: the lif_*_par entry points split the neurons over an OpenMP team. Built with -fopenmp, the
  * library links libgomp.so.1 by soname, which inside a torch process is torch's own OpenMP runtime: the
@@ -39,16 +38,18 @@
 typedef struct {
     float tau, vth, vr, k, c, alpha, one_minus_alpha, sa;
     int decay_input, mps, soft, detach, surrogate; /* surrogate: 0 sigmoid, 1 atan, 2 rect */
+    int first; /* mps_init "first": H~(1) = H(1) */
 } lif_cfg;
 
 /* ---------------------------------------------------------------- forward */
 
 /* One chunk of neurons [c0, c0 + len): H~(t) goes to hs_out + t * hs_stride (hs_out already offset
- * to the chunk), S(t) to s_out + t * N + c0 when write_s. */
+ * to the chunk), H(t) to hc_out + t * hs_stride when write_c, S(t) to s_out + t * N + c0 when write_s. */
 INLINE void fwd_chunk(const float *restrict x, const float *restrict v0, float *restrict s_out,
-                      float *restrict hs_out, int64_t hs_stride, float *restrict vprev_out, int64_t T,
-                      int64_t N, int64_t c0, int64_t len, const lif_cfg *cfg, const int decay,
-                      const int mps, const int soft, const int write_s, const int write_h) {
+                      float *restrict hs_out, float *restrict hc_out, int64_t hs_stride,
+                      float *restrict vprev_out, int64_t T, int64_t N, int64_t c0, int64_t len,
+                      const lif_cfg *cfg, const int decay, const int mps, const int soft,
+                      const int write_s, const int write_h, const int write_c) {
     const float tau = cfg->tau, vth = cfg->vth, vr = cfg->vr;
     const float a = cfg->alpha, oma = cfg->one_minus_alpha;
     float v[CH], hs[CH];
@@ -60,17 +61,34 @@ INLINE void fwd_chunk(const float *restrict x, const float *restrict v0, float *
         const float *restrict xt = x + t * N + c0;
         float *restrict st = write_s ? s_out + t * N + c0 : 0;
         float *restrict ht = write_h ? hs_out + t * hs_stride : 0;
+        float *restrict ct = write_c ? hc_out + t * hs_stride : 0;
+        const int smooth = mps && !(t == 0 && cfg->first);
         if (vprev_out) memcpy(vprev_out + t * N + c0, v, (size_t)len * sizeof(float));
+        if (smooth) {
 #pragma omp simd
-        for (int64_t i = 0; i < len; ++i) {
-            const float vi = v[i];
-            const float h = decay ? vi + (xt[i] - (vi - vr)) / tau : vi - (vi - vr) / tau + xt[i];
-            const float hsi = mps ? a * hs[i] + oma * h : h;
-            const float s = (hsi - vth) >= 0.0f ? 1.0f : 0.0f;
-            hs[i] = hsi;
-            if (write_h) ht[i] = hsi;
-            if (write_s) st[i] = s;
-            v[i] = soft ? hsi - vth * s : hsi * (1.0f - s) + vr * s;
+            for (int64_t i = 0; i < len; ++i) {
+                const float vi = v[i];
+                const float h = decay ? vi + (xt[i] - (vi - vr)) / tau : vi - (vi - vr) / tau + xt[i];
+                const float hsi = a * hs[i] + oma * h;
+                const float s = (hsi - vth) >= 0.0f ? 1.0f : 0.0f;
+                hs[i] = hsi;
+                if (write_h) ht[i] = hsi;
+                if (write_c) ct[i] = h;
+                if (write_s) st[i] = s;
+                v[i] = soft ? hsi - vth * s : hsi * (1.0f - s) + vr * s;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < len; ++i) {
+                const float vi = v[i];
+                const float h = decay ? vi + (xt[i] - (vi - vr)) / tau : vi - (vi - vr) / tau + xt[i];
+                const float s = (h - vth) >= 0.0f ? 1.0f : 0.0f;
+                hs[i] = h;
+                if (write_h) ht[i] = h;
+                if (write_c) ct[i] = h;
+                if (write_s) st[i] = s;
+                v[i] = soft ? h - vth * s : h * (1.0f - s) + vr * s;
+            }
         }
     }
 }
@@ -87,10 +105,11 @@ INLINE void fwd_chunk(const float *restrict x, const float *restrict v0, float *
         default: CALL(1, 1, 1); break;                                                     \
     }
 
-/* Recompute H~ of one chunk into scratch[T][len] (no spikes, no V(t-1)). */
-static __attribute__((noinline)) void fwd_chunk_scratch(const float *x, const float *v0, float *scratch, int64_t T, int64_t N,
-                              int64_t c0, int64_t len, const lif_cfg *cfg) {
-#define FWD_SCRATCH(d, m, s) fwd_chunk(x, v0, 0, scratch, len, 0, T, N, c0, len, cfg, d, m, s, 0, 1)
+/* Recompute H~ and H of one chunk into scratch_h[T][len] and scratch_c[T][len] (no spikes, no V(t-1)). */
+static __attribute__((noinline)) void fwd_chunk_scratch(const float *x, const float *v0, float *scratch_h,
+                                                        float *scratch_c, int64_t T, int64_t N, int64_t c0,
+                                                        int64_t len, const lif_cfg *cfg) {
+#define FWD_SCRATCH(d, m, s) fwd_chunk(x, v0, 0, scratch_h, scratch_c, len, 0, T, N, c0, len, cfg, d, m, s, 0, 1, 1)
     FWD_CASES(FWD_SCRATCH)
 #undef FWD_SCRATCH
 }
@@ -102,11 +121,11 @@ void lif_forward(const float *x, const float *v0, float *s_out, float *hs_out, f
         const int64_t len = (n1 - c0) < CH ? (n1 - c0) : CH;
         float *h = hs_out ? hs_out + c0 : 0;
         if (hs_out) {
-#define FWD_SH(d, m, s) fwd_chunk(x, v0, s_out, h, N, vprev_out, T, N, c0, len, cfg, d, m, s, 1, 1)
+#define FWD_SH(d, m, s) fwd_chunk(x, v0, s_out, h, 0, N, vprev_out, T, N, c0, len, cfg, d, m, s, 1, 1, 0)
             FWD_CASES(FWD_SH)
 #undef FWD_SH
         } else {
-#define FWD_S(d, m, s) fwd_chunk(x, v0, s_out, 0, N, vprev_out, T, N, c0, len, cfg, d, m, s, 1, 0)
+#define FWD_S(d, m, s) fwd_chunk(x, v0, s_out, 0, 0, N, vprev_out, T, N, c0, len, cfg, d, m, s, 1, 0, 0)
             FWD_CASES(FWD_S)
 #undef FWD_S
         }
@@ -154,26 +173,29 @@ INLINE float surrogate(const int kind, const float sa, const float x) {
     return fabsf(x) < sa / 2.0f ? 1.0f / sa : 0.0f;
 }
 
-/* One chunk [c0, c0 + len) of the backward recursion; H~(t) is read at hs + t * hs_stride.
- * The alpha sum  sum_t g(t) * (H~(t) - H~(t-1))  (H~ before the first step = 0) is accumulated as
- * sum_t H~(t) * (g(t) - g(t+1))  (g past the last step = 0): the same sum by parts, which needs only
- * the H~(t) already loaded and the g(t+1) the recursion carries. */
+/* One chunk [c0, c0 + len) of the backward recursion; H~(t) and H(t) are read at hs + t * len and
+ * hc + t * len (the scratch). Returns the chunk's sum_t g(t) * (H~(t-1) - H(t)) (H~(0) = 0; no term
+ * for the first step under mps_init "first"). */
 INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out, const float *restrict hs,
-                        int64_t hs_stride, float *restrict gx, int64_t T, int64_t N, int64_t c0,
+                        const float *restrict hc, float *restrict gx, int64_t T, int64_t N, int64_t c0,
                         int64_t len, const lif_cfg *cfg, const int mps, const int soft, const int detach,
                         const int kind, const int has_gh) {
     const float vth = cfg->vth, vr = cfg->vr, sa = cfg->sa, a = cfg->alpha;
-    /* dL/dH = (1 - alpha) g with MPS: folded into the two factors that use it */
-    const float k = mps ? cfg->k * cfg->one_minus_alpha : cfg->k;
-    const float c = mps ? cfg->c * cfg->one_minus_alpha : cfg->c;
-    float gv[CH], ghs[CH];
+    float gv[CH], gn[CH], zeros[CH];
     double acc = 0.0;
-    for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; ghs[i] = 0.0f; }
+    for (int64_t i = 0; i < len; ++i) { gv[i] = 0.0f; gn[i] = 0.0f; zeros[i] = 0.0f; }
     for (int64_t t = T - 1; t >= 0; --t) {
         const float *restrict gst = gs + t * N + c0;
         const float *restrict ght = has_gh ? ghs_out + t * N + c0 : 0;
-        const float *restrict ht = hs + t * hs_stride;
+        const float *restrict ht = hs + t * len;
+        const float *restrict ct = hc + t * len;
+        const float *restrict hp = t > 0 ? hs + (t - 1) * len : zeros; /* H~(0) = 0 under "zero" */
         float *restrict gxt = gx + t * N + c0;
+        /* dL/dH = (1 - alpha) g with MPS (but g at the first step under "first"): folded into the two
+         * factors that use it */
+        const int smoothed = mps && !(t == 0 && cfg->first);
+        const float k = smoothed ? cfg->k * cfg->one_minus_alpha : cfg->k;
+        const float c = smoothed ? cfg->c * cfg->one_minus_alpha : cfg->c;
         float part = 0.0f;
 #pragma omp simd reduction(+ : part)
         for (int64_t i = 0; i < len; ++i) {
@@ -187,10 +209,9 @@ INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out,
             float g = gst[i] * sg + gv[i] * dvdh;
             if (has_gh) g += ght[i];
             if (mps) {
-                const float g_next = ghs[i];
-                g += a * g_next;
-                ghs[i] = g;
-                part += h * (g - g_next); /* summation by parts, see above */
+                g += a * gn[i];
+                gn[i] = g;
+                if (smoothed) part += g * (hp[i] - ct[i]);
             }
             gxt[i] = c * g;
             gv[i] = k * g;
@@ -202,8 +223,8 @@ INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out,
 
 #define BWD_G(m, s, d, kd)                                                                              \
     do {                                                                                                \
-        if (ghs_out) return bwd_chunk(gs, ghs_out, hs, hs_stride, gx, T, N, c0, len, cfg, m, s, d, kd, 1); \
-        return bwd_chunk(gs, ghs_out, hs, hs_stride, gx, T, N, c0, len, cfg, m, s, d, kd, 0);           \
+        if (ghs_out) return bwd_chunk(gs, ghs_out, hs, hc, gx, T, N, c0, len, cfg, m, s, d, kd, 1);       \
+        return bwd_chunk(gs, ghs_out, hs, hc, gx, T, N, c0, len, cfg, m, s, d, kd, 0);                 \
     } while (0)
 #define BWD_K(m, s, d)                             \
     do {                                           \
@@ -212,8 +233,9 @@ INLINE double bwd_chunk(const float *restrict gs, const float *restrict ghs_out,
         BWD_G(m, s, d, 2);                          \
     } while (0)
 
-static __attribute__((noinline)) double bwd_chunk_any(const float *gs, const float *ghs_out, const float *hs, int64_t hs_stride,
-                            float *gx, int64_t T, int64_t N, int64_t c0, int64_t len, const lif_cfg *cfg) {
+static __attribute__((noinline)) double bwd_chunk_any(const float *gs, const float *ghs_out, const float *hs,
+                                                       const float *hc, float *gx, int64_t T, int64_t N,
+                                                       int64_t c0, int64_t len, const lif_cfg *cfg) {
     switch ((cfg->mps ? 4 : 0) | (cfg->soft ? 2 : 0) | (cfg->detach ? 1 : 0)) {
         case 0: BWD_K(0, 0, 0);
         case 1: BWD_K(0, 0, 1);
@@ -230,34 +252,24 @@ static __attribute__((noinline)) double bwd_chunk_any(const float *gs, const flo
 #pragma GCC pop_options
 #endif
 
-/* gs = dL/dS, ghs_out = dL/dH~ from the caller (nullable: H~ unused downstream), hs_in = H~.
- * Returns sum_t sum_n dL/dH~(t) * (H~(t) - H~(t-1)) over [n0, n1); 0 without MPS. */
-double lif_backward(const float *gs, const float *ghs_out, const float *hs_in, float *gx, int64_t T,
-                    int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg) {
-    double acc = 0.0;
-    for (int64_t c0 = n0; c0 < n1; c0 += CH) {
-        const int64_t len = (n1 - c0) < CH ? (n1 - c0) : CH;
-        acc += bwd_chunk_any(gs, ghs_out, hs_in + c0, N, gx, T, N, c0, len, cfg);
-    }
-    return acc;
-}
-
-/* The spikes-only backward: H~ is recomputed from x (and v0) chunk by chunk into a scratch of at most
- * 64K floats, so it stays in cache between the two passes. Writes the same sum as lif_backward to
- * *acc_out; returns 0, or 1 if the scratch cannot be allocated. */
-int lif_backward_recompute(const float *x, const float *v0, const float *gs, float *gx, int64_t T,
-                           int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg, double *acc_out) {
+/* The backward: gs = dL/dS, ghs_out = dL/dH~ from the caller (nullable: H~ unused downstream). H~ and H
+ * are recomputed from x (and v0) chunk by chunk into a scratch of at most 2 x 32K floats, so they stay
+ * in cache between the two passes. Writes the chunk sums of sum_t g(t) * (H~(t-1) - H(t)) over
+ * [n0, n1) to *acc_out (0 without MPS); returns 0, or 1 if the scratch cannot be allocated. */
+int lif_backward(const float *x, const float *v0, const float *gs, const float *ghs_out, float *gx,
+                 int64_t T, int64_t N, int64_t n0, int64_t n1, const lif_cfg *cfg, double *acc_out) {
     *acc_out = 0.0;
     if (T <= 0 || n1 <= n0) return 0;
-    int64_t L = ((int64_t)65536 / T) & ~(int64_t)63;
+    int64_t L = ((int64_t)32768 / T) & ~(int64_t)63;
     L = L < 64 ? 64 : (L > CH ? CH : L);
-    float *scratch = (float *)malloc((size_t)(T * L) * sizeof(float));
+    float *scratch = (float *)malloc((size_t)(2 * T * L) * sizeof(float));
     if (!scratch) return 1;
     double acc = 0.0;
     for (int64_t c0 = n0; c0 < n1; c0 += L) {
         const int64_t len = (n1 - c0) < L ? (n1 - c0) : L;
-        fwd_chunk_scratch(x, v0, scratch, T, N, c0, len, cfg);
-        acc += bwd_chunk_any(gs, 0, scratch, len, gx, T, N, c0, len, cfg);
+        float *sh = scratch, *sc = scratch + T * len;
+        fwd_chunk_scratch(x, v0, sh, sc, T, N, c0, len, cfg);
+        acc += bwd_chunk_any(gs, ghs_out, sh, sc, gx, T, N, c0, len, cfg);
     }
     free(scratch);
     *acc_out = acc;
@@ -309,29 +321,15 @@ void lif_forward_par(const float *x, const float *v0, float *s_out, float *hs_ou
 }
 
 /* Partial sums are added in thread order, so the result only depends on the thread count. */
-double lif_backward_par(const float *gs, const float *ghs_out, const float *hs_in, float *gx, int64_t T,
-                        int64_t N, int nthreads, const lif_cfg *cfg) {
-    double parts[MAX_THREADS] = {0};
-    nthreads = clamp_threads(nthreads);
-    TEAM_BEGIN(nthreads)
-        int64_t a, b;
-        slice(N, nt, id, &a, &b);
-        if (a < b) parts[id] = lif_backward(gs, ghs_out, hs_in, gx, T, N, a, b, cfg);
-    TEAM_END
-    double acc = 0.0;
-    for (int i = 0; i < nthreads; ++i) acc += parts[i];
-    return acc;
-}
-
-int lif_backward_recompute_par(const float *x, const float *v0, const float *gs, float *gx, int64_t T,
-                               int64_t N, int nthreads, const lif_cfg *cfg, double *acc_out) {
+int lif_backward_par(const float *x, const float *v0, const float *gs, const float *ghs_out, float *gx,
+                     int64_t T, int64_t N, int nthreads, const lif_cfg *cfg, double *acc_out) {
     double parts[MAX_THREADS] = {0};
     int fail[MAX_THREADS] = {0};
     nthreads = clamp_threads(nthreads);
     TEAM_BEGIN(nthreads)
         int64_t a, b;
         slice(N, nt, id, &a, &b);
-        if (a < b) fail[id] = lif_backward_recompute(x, v0, gs, gx, T, N, a, b, cfg, &parts[id]);
+        if (a < b) fail[id] = lif_backward(x, v0, gs, ghs_out, gx, T, N, a, b, cfg, &parts[id]);
     TEAM_END
     double acc = 0.0;
     int bad = 0;
