@@ -17,18 +17,16 @@ from chorus.neurons.params import LIFArgError
 class RecipeError(ValueError):
     """A recipe that cannot be used; the message names the key, the value and the file."""
 
+    layout = "{key}: {message}{where}"
+
     @classmethod
     def at(cls, key: str, message: str, source: str | None = None) -> "RecipeError":
-        return cls(f"{key}: {message}" + (f" in {source}" if source else ""))
+        return cls(cls.layout.format(key=key, message=message, source=source, where=f" in {source}" if source else ""))
 
     @classmethod
     def unknown(cls, key: str, known, source: str | None = None) -> "RecipeError":
         where = f" in {source}" if source else ""
         return cls(f"unknown key '{key}'{where} (known keys here: {', '.join(sorted(known))})")
-
-    @classmethod
-    def missing(cls, key: str, doc: str, source: str | None = None) -> "RecipeError":
-        return cls.at(key, f"missing ({doc})", source)
 
 
 class KeyedError(ValueError):
@@ -80,7 +78,7 @@ def describe_error(cls, exc: ValidationError, error: type[RecipeError], source: 
     if err["type"] == "extra_forbidden":
         return error.unknown(key, holder.model_fields, source)
     if err["type"] == "missing":
-        return error.missing(key, holder.model_fields[key.rsplit(".", 1)[-1]].description, source)
+        return error.at(key, f"missing key ({holder.model_fields[key.rsplit('.', 1)[-1]].description})", source)
     inner = getattr(cause, "key", None) or getattr(cause, "arg", None)
     if inner:
         key = f"{key}.{inner}" if key else inner

@@ -1,4 +1,4 @@
-"""Load, override, save and compare training recipes (DESIGN.md, "Recipes and runs").
+"""Load, override, save and compare training recipes (docs/method.md, "Recipes and runs").
 
 ``load_recipe(path, overrides)`` is the entry point: the YAML file, then ``key.sub=value`` overrides
 (``train.epochs=3``, ``neuron.mps=false``, ``optim.betas=[0.9,0.99]``, ``neuron.v_reset=null``), then
@@ -12,17 +12,9 @@ from typing import Iterable
 import yaml
 from pydantic import ValidationError
 
-from chorus.config import yaml_io
 from chorus.config.base import RecipeError, describe_error
 from chorus.config.schema import Recipe
-
-
-def parse_override(text: str) -> tuple[list[str], object]:
-    return yaml_io.parse_override(text, RecipeError)
-
-
-def apply_overrides(data: dict, overrides: Iterable[str], source: str | None = None) -> dict:
-    return yaml_io.apply_overrides(data, overrides, source, RecipeError)
+from chorus.config.yaml_io import apply_overrides, read_yaml
 
 
 def recipe_from_dict(data: dict, overrides: Iterable[str] = (), source: str | None = None) -> Recipe:
@@ -41,7 +33,7 @@ def recipe_from_dict(data: dict, overrides: Iterable[str] = (), source: str | No
 
 def load_recipe(path: str, overrides: Iterable[str] = ()) -> Recipe:
     """Read the YAML recipe at ``path``, apply ``key.sub=value`` overrides and validate it."""
-    return recipe_from_dict(yaml_io.read_yaml(path, RecipeError), overrides, source=path)
+    return recipe_from_dict(read_yaml(path), overrides, source=path)
 
 
 def to_dict(recipe: Recipe) -> dict:

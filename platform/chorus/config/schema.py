@@ -1,5 +1,5 @@
-"""The training recipe: one pydantic model per section, every key documented once (DESIGN.md, "Recipes
-and runs"). ``chorus train --help-recipe`` prints these keys with type, default and range;
+"""The training recipe: one pydantic model per section, every key documented once (docs/method.md,
+"Recipes and runs"). ``chorus train --help-recipe`` prints these keys with type, default and range;
 ``chorus train --recipe-schema`` writes them as JSON Schema. The ``neuron`` section is
 :class:`chorus.models.NeuronConfig`: the neuron's own fields and rules (``chorus.neurons.LIF_FIELDS``).
 """

@@ -1,15 +1,5 @@
-"""The search recipe of ``chorus tune``: the same schema machinery as training recipes
-(:mod:`chorus.config.base`), the same YAML reading and ``key.sub=value`` overrides. Example::
-
-    name: quickstart_gamma_alpha
-    base: ../quickstart.yaml              # relative to this file
-    fixed: {train.epochs: 3}              # training-recipe overrides for every trial
-    space:
-      loss.gamma: grid [0, 0.5, 1]        # or {grid: [0, 0.5, 1]}; also choice, uniform, loguniform
-      optim.lr: loguniform [0.001, 0.1]
-    metric: val/acc
-    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
-
+"""The search recipe of ``chorus tune`` (``recipes/search/*.yaml``): the same schema machinery as
+training recipes (:mod:`chorus.config.base`), the same YAML reading and ``key.sub=value`` overrides.
 Inside ``fixed``, ``space`` and ``scheduler.mutations`` the rest of an override's key is one
 training-recipe key: ``fixed.train.epochs=2``, ``space.loss.gamma="grid [0, 1]"``. Errors are
 :class:`SearchRecipeError`, naming the key and the file.
@@ -34,17 +24,7 @@ FLAT_SECTIONS = (("fixed",), ("space",), ("scheduler", "mutations"))
 class SearchRecipeError(RecipeError):
     """An invalid search recipe: ``'key' in FILE: what is wrong``."""
 
-    @classmethod
-    def at(cls, key, message, source=None):
-        return cls(f"'{key}' in {source}: {message}")
-
-    @classmethod
-    def unknown(cls, key, known, source=None):
-        return cls(f"unknown key '{key}' in {source} (allowed here: {', '.join(sorted(known))})")
-
-    @classmethod
-    def missing(cls, key, doc, source=None):
-        return cls(f"missing key '{key}' in {source} ({doc})")
+    layout = "'{key}' in {source}: {message}"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Recipe files and the one override mechanism, ``key.sub=value`` (DESIGN.md, "Recipes and runs").
+"""Recipe files and the one override mechanism, ``key.sub=value`` (docs/method.md, "Recipes and runs").
 
 Values are YAML scalars read as YAML 1.2 reads them: ``1e-3`` is a float (YAML 1.1, PyYAML's default,
 reads it as a string), for recipes, search recipes and overrides alike. Overrides apply to the mapping
@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from chorus.config.base import RecipeError
+
 
 class _Loader(yaml.SafeLoader):
     pass
@@ -27,7 +29,7 @@ def yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-def read_yaml(path: str, error: type, what: str = "recipe") -> dict:
+def read_yaml(path: str, error: type = RecipeError, what: str = "recipe") -> dict:
     """The mapping in ``path``; a missing, unparsable, empty or non-mapping file is an ``error``."""
     if not os.path.isfile(path):
         raise error(f"{what} file not found: {path}")
@@ -44,7 +46,7 @@ def read_yaml(path: str, error: type, what: str = "recipe") -> dict:
     return data
 
 
-def parse_override(text: str, error: type = ValueError) -> tuple[list[str], Any]:
+def parse_override(text: str, error: type = RecipeError) -> tuple[list[str], Any]:
     """``"optim.lr=0.05"`` → ``(["optim", "lr"], 0.05)``."""
     key, sep, raw = text.partition("=")
     key = key.strip()
@@ -57,7 +59,7 @@ def parse_override(text: str, error: type = ValueError) -> tuple[list[str], Any]
     return key.split("."), value
 
 
-def apply_overrides(data: dict, overrides: Iterable[str], source: str | None = None, error: type = ValueError,
+def apply_overrides(data: dict, overrides: Iterable[str], source: str | None = None, error: type = RecipeError,
                     flat: tuple = ()) -> dict:
     """A copy of ``data`` with every ``key.sub=value`` applied (new keys are created here and refused
     by validation if the schema does not know them)."""

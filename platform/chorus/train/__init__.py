@@ -1,4 +1,4 @@
-"""The training engine (DESIGN.md, "Recipes and runs"; docs/architecture.md, "Training").
+"""The training engine (docs/method.md, "Recipes and runs"; docs/architecture.md, "Training").
 
 ``run(recipe, hooks=None) -> dict`` is the one training loop (Accelerate, DeepSpeed ZeRO, mixed
 precision, exact resume, MLflow); ``hooks`` follow :class:`TrainHooks` (subclass :class:`Hooks`).

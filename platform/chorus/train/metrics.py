@@ -1,4 +1,5 @@
-"""The per-timestep evaluation metrics of the ensemble view (DESIGN.md; PAPER.md's per-timestep table).
+"""The per-timestep evaluation metrics of the ensemble view (docs/method.md, "Recipes and runs"; the
+paper's per-timestep table).
 
 For logits ``[T, B, C]``: ensemble accuracy (argmax of the mean over all T outputs), the accuracy of
 each timestep's output alone (``acc_step_t``) and the anytime accuracy of the first k outputs averaged
@@ -50,7 +51,7 @@ class TimestepAccuracy:
 
 
 def prefixed(result: dict[str, float], prefix: str) -> dict[str, float]:
-    """``{"acc": ..}`` → ``{"val/acc": ..}`` (DESIGN.md metric names)."""
+    """``{"acc": ..}`` → ``{"val/acc": ..}`` (docs/method.md metric names)."""
     return {f"{prefix}/{k}": v for k, v in result.items()}
 
 

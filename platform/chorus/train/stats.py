@@ -63,7 +63,7 @@ class Window:
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     def metrics(self, lr: float, epoch_progress: float) -> dict[str, float]:
-        """The ``train/*`` metrics of the window (DESIGN.md names); starts a new window."""
+        """The ``train/*`` metrics of the window (docs/method.md, "Recipes and runs": metric names); starts a new window."""
         s, now = self.stats, time.perf_counter()
         n = max(s.samples, 1.0)
         out = {"train/loss": s.loss / n, "train/loss_ce": s.loss_ce / n, "train/loss_tasg": s.loss_tasg / n,
