@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from chorus.neurons import LIF, LIF_FIELDS, check_lif
+from chorus.neurons import LIF, LIF_FIELDS, LIFArgError, check_lif
 
 LIF_KEYS = tuple(LIF_FIELDS)
 _TYPES = {"float": float, "float | null": Optional[float], "bool": bool, "str": str}
@@ -42,7 +42,15 @@ class _NeuronBase(BaseModel):
             return neuron
         if not isinstance(neuron, dict):
             raise TypeError(f"neuron={neuron!r} must be a dict of LIF keyword arguments or None")
-        return cls(**neuron)
+        unknown = sorted(set(neuron) - set(LIF_FIELDS))
+        if unknown:
+            raise ValueError(f"neuron config has unknown key(s) {', '.join(map(repr, unknown))}; "
+                             f"known keys: {', '.join(LIF_FIELDS)}")
+        try:
+            return cls(**neuron)
+        except ValidationError as e:          # the LIF's own error, naming the argument
+            cause = (e.errors()[0].get("ctx") or {}).get("error")
+            raise (cause if isinstance(cause, LIFArgError) else e) from None
 
     @property
     def kwargs(self) -> dict:
