@@ -51,7 +51,7 @@ def _sources_hash() -> str:
 def _inductor_cpp() -> tuple:
     """Inductor's C++ target settings (simdlen, march), without importing Inductor just to read them."""
     if "torch._inductor.config" not in sys.modules:
-        return None, None
+        return None, os.environ.get("TORCHINDUCTOR_CPP_MARCH")
     cfg = sys.modules["torch._inductor.config"].cpp
     return cfg.simdlen, cfg.march
 

@@ -88,7 +88,8 @@ def _auto(x: torch.Tensor, p: LIFParams) -> str:
     if x.device.type == "cpu" and x.dtype == torch.float32:
         from chorus.neurons import autotune
 
-        return autotune.choice(p, x.shape[0])
+        picked = autotune.choice(p, x.shape[0])  # may come from the disk cache: check it runs here
+        return picked if supports(picked, x) else "torch"
     return "torch"
 
 
