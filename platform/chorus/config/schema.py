@@ -46,7 +46,8 @@ class LossConfig:
 
 @dataclass
 class DataConfig:
-    """Shard folder and the reader's settings (``chorus.data.make_loader``)."""
+    """Shard folder or URL (``s3://``, ``gs://``, ``https://``, ``file://``) and the reader's
+    settings (``chorus.data.make_loader``)."""
 
     shards: str = ""
     T: int = 4
@@ -54,8 +55,12 @@ class DataConfig:
     batch_size: int = 32                    # per process
     eval_batch_size: Optional[int] = None   # default: batch_size
     workers: int = 0
+    worker_kind: Literal["threads", "processes"] = "threads"   # what the workers are
     augment: Union[bool, str, dict, None] = None
     on_error: Literal["raise", "skip"] = "raise"
+    cache_dir: Optional[str] = None         # node-local cache of remote shards (default ~/.cache/chorus/shards)
+    cache_gb: float = 20.0                  # its bound; 0 = no cache (every epoch downloads again)
+    retries: int = 3                        # extra tries of a failed download
 
 
 @dataclass

@@ -109,6 +109,8 @@ _RANGES = [
     ("data.eval_batch_size", lambda v: v is None or v >= 1, ">= 1"),
     ("data.workers", lambda v: v >= 0, ">= 0"),
     ("data.size", lambda v: v is None or v >= 1, ">= 1"),
+    ("data.cache_gb", lambda v: v >= 0, ">= 0"),
+    ("data.retries", lambda v: v >= 0, ">= 0"),
     ("neuron.alpha_init", lambda v: 0.0 < v < 1.0, "strictly between 0 and 1"),
     ("neuron.tau", lambda v: v > 0, "> 0"),
     ("loss.gamma", lambda v: v >= 0, ">= 0"),
@@ -144,4 +146,4 @@ def check_ranges(recipe, source: str | None = None) -> None:
         if not ok(value):
             raise RecipeError(f"{key}: must be {what}, got {value!r}{_where(source)}")
     if recipe.data.shards == "":
-        raise RecipeError(f"data.shards: missing (the folder made by `chorus shard`){_where(source)}")
+        raise RecipeError(f"data.shards: missing (the folder or URL made by `chorus shard`){_where(source)}")

@@ -5,8 +5,9 @@ downloaded once per node whatever its URL, and a shard rewritten under the same 
 manifest, a new sha256) is never served stale. Several ranks (processes) of one node share one
 cache safely:
 
-- a per-shard ``flock`` (``<sha256>.lock``): one process downloads a shard, the others wait for it
-  and then read the finished file; no two download the same shard at once;
+- a per-shard ``flock`` (``<sha256>.lock``, removed when the download ends): one process
+  downloads a shard, the others wait for it and then read the finished file; no two download the
+  same shard at once;
 - a download is written to ``<sha256>.tar.part-<host>-<pid>``, checked against the manifest's
   sha256 and only then renamed into place (atomic); a mismatch deletes it and raises a
   :class:`DataError` naming the URL: nothing is cached;
@@ -33,17 +34,31 @@ GB = 1 << 30
 
 
 class _Flock:
-    """A blocking ``flock`` on a lock file (kept: a cache's lock files are a few empty files)."""
+    """A blocking ``flock`` on a lock file; with ``remove``, the file is deleted on release (the
+    unlink-while-locked protocol: a waiter that locked a deleted file notices and tries again)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, remove: bool = False):
         self.path = path
+        self.remove = remove
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:
+                pass
+            os.close(fd)
 
     def __exit__(self, *exc):
+        if self.remove:
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
 
@@ -151,7 +166,7 @@ class ShardCache:
         if f is not None:
             self.hits += 1
             return "file", f
-        with _Flock(os.path.join(self.folder, f"{sha256}.lock")):
+        with _Flock(os.path.join(self.folder, f"{sha256}.lock"), remove=True):
             f = self._open(sha256)            # another process fetched it while we waited
             if f is not None:
                 self.hits += 1

@@ -321,7 +321,7 @@ def make_loader(shards, split: str, *, T: int, size: int | None = None, batch_si
                 start_batch: int = 0, bins: str = "count", shuffle_window: int = 1024,
                 worker_kind: str = "threads", cache_dir: str | None = None,
                 cache_gb: float | None = None, retries: int = 3, prefetch_shards: int = 2,
-                fetch_parts: int = 1) -> ShardLoader:
+                fetch_parts: int = 1, remote_read: str = "whole") -> ShardLoader:
     """Batches ``(x float32, y int64)`` of ``split`` from the shard set ``shards`` (a folder, a
     URL such as ``s3://bucket/prefix``, or a manifest already read).
 
@@ -332,7 +332,8 @@ def make_loader(shards, split: str, *, T: int, size: int | None = None, batch_si
     batches are the same either way. Remote shards: ``cache_dir`` (default
     ``~/.cache/chorus/shards``) holds at most ``cache_gb`` GB (default 20; 0: no cache, every
     epoch downloads again); each download is tried ``1 + retries`` times; ``prefetch_shards``
-    shards are fetched ahead, each in ``fetch_parts`` concurrent range requests.
+    shards are fetched ahead, each in ``fetch_parts`` concurrent range requests;
+    ``remote_read="range"`` reads remote shards by ranges instead, uncached (measured slower).
     """
     manifest = shards if isinstance(shards, dict) else read_manifest(shards, retries=retries)
     if split not in manifest["splits"]:
@@ -353,7 +354,7 @@ def make_loader(shards, split: str, *, T: int, size: int | None = None, batch_si
     if manifest["kind"] == "events":
         binning_jit.warm_up(manifest["sensor_size"])
     store = ShardStore(manifest, split, cache_dir=cache_dir, cache_gb=cache_gb, retries=retries,
-                       prefetch=prefetch_shards, parts=fetch_parts)
+                       prefetch=prefetch_shards, parts=fetch_parts, read=remote_read)
     dataset = _ShardBatches(manifest, split, batches, builder, int(start_batch), on_error,
                             seed, epoch, train=train, store=store)
     return ShardLoader(dataset, int(workers), worker_kind=worker_kind)
