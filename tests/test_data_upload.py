@@ -114,3 +114,16 @@ def test_two_ranks_sharing_one_cache_download_each_shard_once(tmp_path):
     assert set(gets.values()) == {1}, gets                    # no shard downloaded twice
     assert sorted(n[:-4] for n in os.listdir(cache) if n.endswith(".tar")) == \
         sorted(manifest["splits"]["train"]["sha256"])
+
+
+def test_a_second_writer_of_one_url_on_this_machine_is_refused(s3, tmp_path):
+    from chorus.data.sink import RemoteSink
+    from chorus.folder_lock import FolderLockedError
+
+    url = s3.url("locked")
+    with RemoteSink(url).lock():
+        with pytest.raises(FolderLockedError, match=f"pid {os.getpid()} on host"):
+            shard(card_file(tmp_path, 20), None, url, progress=False)
+    assert s3.keys("locked/") == []                              # nothing was written
+    shard(card_file(tmp_path, 20), None, url, progress=False)     # free again
+    assert "locked/manifest.json" in s3.keys("locked/")

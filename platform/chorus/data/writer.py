@@ -174,28 +174,30 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
         if width == height:
             frame_opts["size"] = width
         # else: size stays None and frames are stored at the sensor's [T, 2, H, W], unstretched
-    source = make_source(card, raw)
-    try:
-        items = source.items()
-        for item in items:
-            if not 0 <= item["label"] < len(card["classes"]):
-                raise DataError(f"label {item['label']} outside the card's {len(card['classes'])} "
-                                f"classes", where=os.path.join(raw or "", item["source"]))
-        policy = card["split"]
-        splits = assign_splits(items, policy["policy"], policy["seed"], policy["val_fraction"],
-                               where=card["_path"])
-        splits = shuffled_order(splits, int(policy["seed"]))
-        sample_order = {"shuffled": list(SHUFFLED), "seed": int(policy["seed"]),
-                        "rule": "numpy default_rng([seed, 2, split number]).permutation"}
-        options = {"shard_size_mb": shard_size_mb, "frames": frame_opts, "sample_order": sample_order}
-        fingerprint = _fingerprint(card, options, splits)
+    sink = make_sink(os.fspath(out))
+    with sink.lock():                                  # before any work: a second writer stops here
+        source = make_source(card, raw)
+        try:
+            items = source.items()
+            for item in items:
+                if not 0 <= item["label"] < len(card["classes"]):
+                    raise DataError(f"label {item['label']} outside the card's "
+                                    f"{len(card['classes'])} classes",
+                                    where=os.path.join(raw or "", item["source"]))
+            policy = card["split"]
+            splits = assign_splits(items, policy["policy"], policy["seed"], policy["val_fraction"],
+                                   where=card["_path"])
+            splits = shuffled_order(splits, int(policy["seed"]))
+            sample_order = {"shuffled": list(SHUFFLED), "seed": int(policy["seed"]),
+                            "rule": "numpy default_rng([seed, 2, split number]).permutation"}
+            options = {"shard_size_mb": shard_size_mb, "frames": frame_opts,
+                       "sample_order": sample_order}
+            fingerprint = _fingerprint(card, options, splits)
 
-        sink = make_sink(os.fspath(out))
-        with sink.lock():
             return _write(sink, card, raw, source, items, splits, frame_opts, sample_order,
                           fingerprint, shard_size_mb, workers, progress)
-    finally:
-        _close_source(source)
+        finally:
+            _close_source(source)
 
 
 def _write(sink, card, raw, source, items, splits, frame_opts, sample_order, fingerprint,
