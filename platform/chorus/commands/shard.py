@@ -50,7 +50,8 @@ def run(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("shard", help="turn a dataset (card + raw folder) into WebDataset shards")
     p.add_argument("card", nargs="?", help="dataset card, e.g. datasets/ndigits.yaml")
-    p.add_argument("--raw", help="folder holding the raw dataset files (not for embedded cards)")
+    p.add_argument("--raw", help="folder holding the raw dataset files as the archive unpacks (or "
+                                 "the folder it was unpacked into; not for embedded cards)")
     p.add_argument("--out", help="output folder (or URL: s3://BUCKET/PREFIX, gs://…, file://…) "
                                  "for {split}-NNNNNN.tar + manifest.json")
     p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),

@@ -35,7 +35,16 @@ class LocalSink:
     def __init__(self, out: str):
         self.location = normalize(out)
         self.staging = self.location
+        self.created = not os.path.isdir(self.location)
         os.makedirs(self.location, exist_ok=True)
+
+    def discard_if_empty(self) -> None:
+        """After an error: remove the output folder if this run made it and it stayed empty."""
+        if self.created:
+            try:
+                os.rmdir(self.location)
+            except OSError:
+                pass
 
     def lock(self) -> FolderLock:
         return FolderLock(self.location, purpose="chorus shard")
@@ -74,6 +83,7 @@ class RemoteSink(LocalSink):
         self.retries = retries
         digest = hashlib.sha256(self.location.encode()).hexdigest()[:16]
         self.staging = os.path.join(cache_root(), "upload", digest)
+        self.created = False
         os.makedirs(self.staging, exist_ok=True)
         with open(os.path.join(self.staging, "URL"), "w") as f:
             f.write(self.location + "\n")

@@ -175,34 +175,43 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
             frame_opts["size"] = width
         # else: size stays None and frames are stored at the sensor's [T, 2, H, W], unstretched
     sink = make_sink(os.fspath(out))
-    with sink.lock():                                  # before any work: a second writer stops here
-        source = make_source(card, raw)
-        try:
-            items = source.items()
-            for item in items:
-                if not 0 <= item["label"] < len(card["classes"]):
-                    raise DataError(f"label {item['label']} outside the card's "
-                                    f"{len(card['classes'])} classes",
-                                    where=os.path.join(raw or "", item["source"]))
-            policy = card["split"]
-            splits = assign_splits(items, policy["policy"], policy["seed"], policy["val_fraction"],
-                                   where=card["_path"])
-            splits = shuffled_order(splits, int(policy["seed"]))
-            sample_order = {"shuffled": list(SHUFFLED), "seed": int(policy["seed"]),
-                            "rule": "numpy default_rng([seed, 2, split number]).permutation"}
-            options = {"shard_size_mb": shard_size_mb, "frames": frame_opts,
-                       "sample_order": sample_order}
-            fingerprint = _fingerprint(card, options, splits)
+    try:
+        with sink.lock():                              # before any work: a second writer stops here
+            return _shard_locked(sink, card, raw, frame_opts, shard_size_mb, workers, progress)
+    except BaseException:
+        sink.discard_if_empty()                        # no empty folder left by a failed start
+        raise
 
-            return _write(sink, card, raw, source, items, splits, frame_opts, sample_order,
-                          fingerprint, shard_size_mb, workers, progress)
-        finally:
-            _close_source(source)
+
+def _shard_locked(sink, card, raw, frame_opts, shard_size_mb, workers, progress) -> dict:
+    """List the samples, split them and write: :func:`shard` with the output locked."""
+    source = make_source(card, raw)
+    try:
+        items = source.items()
+        raw = getattr(source, "raw", None) or raw      # the folder the source found under --raw
+        for item in items:
+            if not 0 <= item["label"] < len(card["classes"]):
+                raise DataError(f"label {item['label']} outside the card's "
+                                f"{len(card['classes'])} classes",
+                                where=os.path.join(raw or "", item["source"]))
+        policy = card["split"]
+        splits = assign_splits(items, policy["policy"], policy["seed"], policy["val_fraction"],
+                               where=card["_path"])
+        splits = shuffled_order(splits, int(policy["seed"]))
+        sample_order = {"shuffled": list(SHUFFLED), "seed": int(policy["seed"]),
+                        "rule": "numpy default_rng([seed, 2, split number]).permutation"}
+        options = {"shard_size_mb": shard_size_mb, "frames": frame_opts,
+                   "sample_order": sample_order}
+        fingerprint = _fingerprint(card, options, splits)
+        return _write(sink, card, raw, source, items, splits, frame_opts, sample_order,
+                      fingerprint, shard_size_mb, workers, progress)
+    finally:
+        _close_source(source)
 
 
 def _write(sink, card, raw, source, items, splits, frame_opts, sample_order, fingerprint,
            shard_size_mb, workers, progress) -> dict:
-    """The writing part of :func:`shard`, with the output locked."""
+    """Write the shards not yet recorded as done, then the manifest."""
     from tqdm import tqdm
 
     from chorus import __version__
