@@ -215,9 +215,15 @@ def test_bad_samples_name_the_url_and_key_and_skip_is_counted_as_locally(stores,
     assert f"{url}/{name}: sample '{samples[2]['__key__']}'" in str(info.value)
     remote = make_loader(url, "test", T=3, size=16, batch_size=4, on_error="skip", cache_gb=0)
     local = make_loader(str(bad), "test", T=3, size=16, batch_size=4, on_error="skip")
+    procs = make_loader(url, "test", T=3, size=16, batch_size=4, on_error="skip", cache_gb=0,
+                        workers=2, worker_kind="processes")
     with pytest.warns(UserWarning, match="events outside"):
-        assert same(list(remote), list(local))
-    assert remote.skipped == local.skipped == 1
+        expected = list(local)
+        assert same(list(remote), expected) and same(list(procs), expected)
+    assert remote.skipped == local.skipped == procs.skipped == 1
+    with pytest.raises(DataError, match=f"{name}: sample '{samples[2]['__key__']}'"):
+        list(make_loader(url, "test", T=3, size=16, batch_size=4, workers=2,
+                         worker_kind="processes", cache_dir=str(tmp_path / "cache")))
 
 
 def test_missing_manifest_and_missing_store_package_are_named(stores):
