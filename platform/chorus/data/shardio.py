@@ -127,7 +127,8 @@ class ShardStore:
                 yield view, size
 
     def close(self) -> None:
-        """Stop fetching ahead; shards fetched but not read are dropped."""
+        """Stop fetching ahead (shards fetched but not read are dropped) and wait for the cache
+        writes."""
         if self._pool is not None and self._pid == os.getpid():
             for future in self._futures.values():
                 future.cancel()
@@ -138,6 +139,8 @@ class ShardStore:
                     if kind == "file":
                         payload.close()
         self._pool, self._futures = None, {}
+        if self._cache is not None:
+            self._cache.flush()               # the epoch's downloads are in the cache now
 
 
 
