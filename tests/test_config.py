@@ -104,7 +104,8 @@ def test_resolved_recipe_round_trips(tmp_path):
     again = load_recipe(write(tmp_path, to_dict(r), "resolved.yaml"))
     assert to_dict(again) == to_dict(r)
     flat = flatten(to_dict(r))
-    assert flat["optim.lr"] == 0.05 and flat["neuron.mps"] is True and "source" not in flat
+    # neuron defaults are the LIF's own (chorus.neurons.LIF_FIELDS): MPS off unless the recipe says so
+    assert flat["optim.lr"] == 0.05 and flat["neuron.mps"] is False and "source" not in flat
 
 
 def test_shipped_recipes_validate():

@@ -59,14 +59,17 @@ def test_accumulation_window_larger_than_the_epoch_exits_2_with_one_line(shards,
 
 @pytest.mark.parametrize("out", ["a #1", "2024"])
 def test_out_is_the_folder_given(shards, tmp_path, monkeypatch, capsys, out):
-    """``--out 'a #1'`` is not cut at the ``#`` and ``--out 2024`` is a folder name, not a number (the run
-    stops at the too-long accumulation window, after the run folder and its recipe.yaml are written)."""
+    """``--out 'a #1'`` is not cut at the ``#`` and ``--out 2024`` is a folder name, not a number (a one-step
+    run writes its run folder there). A rejected recipe (an accumulation window longer than the epoch)
+    writes no folder at all."""
     monkeypatch.chdir(tmp_path)
-    args = [a for a in tiny(shards, "unused", tmp_path, "train.grad_accum=1000", "tracking.enabled=false")
-            if not a.startswith("train.out_dir=")]
-    assert cli(["train", QUICKSTART, *args, "--out", out]) == 2
+    args = [a for a in tiny(shards, "unused", tmp_path, "tracking.enabled=false", "train.epochs=1",
+                            "train.max_steps=1", "train.eval_test=false") if not a.startswith("train.out_dir=")]
+    assert cli(["train", QUICKSTART, *args, "train.grad_accum=1000", "--out", out]) == 2
     assert "no full step" in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path / out)) == ["recipe.yaml"]
+    assert not os.path.exists(tmp_path / out)
+    assert cli(["train", QUICKSTART, *args, "--out", out]) == 0
+    assert {"recipe.yaml", "checkpoints", "summary.json"} <= set(os.listdir(tmp_path / out))
     assert load_recipe(str(tmp_path / out / "recipe.yaml")).train.out_dir == out
 
 

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from chorus.cli import main as cli
 from chorus.config import RecipeError, load_recipe
-from chorus.train import NonFiniteLoss, run
+from chorus.train import Hooks, NonFiniteLoss, run
 from test_train_support import ROOT, ndigits_shards, tiny
 
 QUICKSTART = os.path.join(ROOT, "recipes", "quickstart.yaml")
@@ -21,7 +21,7 @@ def shards(tmp_path_factory):
     return ndigits_shards(tmp_path_factory)
 
 
-class Recorder:
+class Recorder(Hooks):
     def __init__(self):
         self.calls = []
 

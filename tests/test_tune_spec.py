@@ -136,3 +136,58 @@ def test_shipped_search_recipes_validate(name):
     assert set(spec.space) >= {"loss.gamma", "neuron.alpha_init"}
     assert num_trials(spec) == {"quickstart_gamma_alpha.yaml": 9, "cifar10dvs_gamma_alpha.yaml": 36}[name]
     assert spec.scheduler.type == "asha" and base.train.epochs >= 3
+
+
+def _no_ray(monkeypatch):
+    import chorus.tune.runner as runner
+
+    def no_ray(*a, **k):
+        raise RuntimeError("Ray must not start for a bad search recipe")
+
+    monkeypatch.setattr(runner, "ray_session", no_ray)
+
+
+def test_metric_is_checked_against_the_loops_names_before_ray(tmp_path, monkeypatch):
+    """Issue 18, item 3: a metric typo fails before Ray starts or anything is written."""
+    from chorus.tune import run_search
+
+    _no_ray(monkeypatch)
+    path = _write(tmp_path, textwrap.dedent(GOOD) + f"storage_path: {tmp_path / 'storage'}\ntracking: {{enabled: false}}\n")
+    with pytest.raises(SearchRecipeError, match=r"'metric' in .*search.yaml: 'val/acc_typo' is not reported.*"
+                                                r"val/acc_first_4.*val/acc_step_1"):
+        run_search(load_search(path, ["metric=val/acc_typo"]))
+    assert not (tmp_path / "storage").exists()
+    for good in ("val/acc", "val/loss", "val/acc_step_4", "epoch"):
+        check_against_base(load_search(path, [f"metric={good}"]))
+    with pytest.raises(SearchRecipeError, match="mps/alpha"):             # the base recipe has no MPS
+        check_against_base(load_search(path, ["metric=mps/alpha/features.0.lif"]))
+    check_against_base(load_search(path, ["metric=mps/alpha/features.0.lif", "fixed.neuron.mps=true"]))
+
+
+def test_resumed_search_with_other_fixed_values_is_refused(tmp_path, monkeypatch):
+    """Issue 18, item 10: the saved search's trials were made with fixed.train.epochs=5."""
+    import json
+
+    from chorus.tune import run_search
+    from chorus.tune.runner import STATE_FILE
+
+    _no_ray(monkeypatch)
+    path = _write(tmp_path, textwrap.dedent(GOOD) + f"storage_path: {tmp_path / 'storage'}\ntracking: {{enabled: false}}\n")
+    saved = load_search(path, ["fixed.train.epochs=5"])
+    exp = tmp_path / "storage" / "search"
+    exp.mkdir(parents=True)
+    (exp / STATE_FILE).write_text(json.dumps({"search": saved.to_dict(), "parent_run_id": None}))
+    with pytest.raises(SearchRecipeError, match=r"--resume .*fixed.train.epochs: 5 \(saved\) vs 7 \(now\)"):
+        run_search(load_search(path, ["fixed.train.epochs=7"]), resume=True)
+    with pytest.raises(RuntimeError, match="Ray must not start"):           # the same search: on to Ray
+        run_search(load_search(path, ["fixed.train.epochs=5", "max_concurrent=1"]), resume=True)
+
+
+def test_tune_takes_overrides_after_its_options(tmp_path, capsys):
+    """Issue 18, item 4: `chorus tune S --resume key=value` parses (and here finds nothing to resume)."""
+    from chorus.cli import main as cli
+
+    path = _write(tmp_path, GOOD)
+    assert cli(["tune", path, "--resume", f"storage_path={tmp_path / 'storage'}", "tracking.enabled=false"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume: no search to resume in" in err and str(tmp_path / "storage") in err

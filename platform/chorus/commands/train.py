@@ -1,4 +1,5 @@
-"""``chorus train RECIPE.yaml [key.sub=value ...] [--resume]``: train from a recipe (chorus.train.run).
+"""``chorus train RECIPE.yaml [key.sub=value ...] [--resume] [--out DIR]``: train from a recipe
+(chorus.train.run). ``--help-recipe`` lists every recipe key; ``--recipe-schema`` prints its JSON Schema.
 
 Works alone or under ``accelerate launch`` (see infra/accelerate/cpu_multi.yaml for 2 CPU processes).
 Exit codes: 0 done, 2 bad recipe or unreadable data (one line naming the problem), 3 non-finite loss.
@@ -7,6 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+
+NEURON_NOTE = ("neuron.* defaults are chorus.neurons.LIF's (SpikingJelly's LIFNode: tau 2, v_threshold 1, "
+               "v_reset 0, sigmoid surrogate; MPS off, mps_init first); every shipped recipe states neuron.mps.")
 
 
 def overrides_of(args) -> list[str]:
@@ -21,8 +25,22 @@ def overrides_of(args) -> list[str]:
     return overrides
 
 
+def print_schema(cls, help_recipe: bool, title: str) -> int:
+    """``--help-recipe`` / ``--recipe-schema`` of a recipe class."""
+    from chorus.config import describe, json_schema
+
+    print(describe(cls, title) if help_recipe else json.dumps(json_schema(cls), indent=1, ensure_ascii=False))
+    return 0
+
+
 def run(args) -> int:
-    from chorus.config import RecipeError, load_recipe
+    from chorus.config import Recipe, RecipeError, load_recipe
+
+    if args.help_recipe or args.recipe_schema:
+        return print_schema(Recipe, args.help_recipe, f"Training recipe keys (override any: key.sub=value).\n"
+                                                      f"{NEURON_NOTE}\n")
+    if not args.recipe:
+        args.parser.error("the recipe is required (or --help-recipe / --recipe-schema)")
     from chorus.data import DataError
     from chorus.train import NonFiniteLoss
     from chorus.train import run as train
@@ -41,9 +59,12 @@ def run(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a spiking network from a recipe (Accelerate / DeepSpeed, MLflow)")
-    p.add_argument("recipe", help="recipe YAML, e.g. recipes/quickstart.yaml")
+    p.add_argument("recipe", nargs="?", help="recipe YAML, e.g. recipes/quickstart.yaml")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                   help="override recipe values, e.g. train.epochs=2 neuron.mps=false")
+                   help="override recipe values, e.g. train.epochs=2 neuron.mps=false (anywhere after the recipe)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint (train.resume=auto)")
     p.add_argument("--out", help="run folder (train.out_dir)")
+    p.add_argument("--help-recipe", action="store_true", help="list every recipe key: type, default, range, meaning")
+    p.add_argument("--recipe-schema", action="store_true",
+                   help="print the recipe's JSON Schema (for editors: yaml-language-server)")
     p.set_defaults(func=run)

@@ -1,47 +1,71 @@
-"""One ``neuron`` config for every spiking layer of a model (issue 4; DESIGN.md, "Recipes and runs").
+"""One ``neuron`` config for every spiking layer of a model (docs/method.md, "The spiking core").
 
-A recipe's ``neuron`` section holds :class:`chorus.neurons.LIF` keyword arguments (τ, V_th, reset,
-surrogate, MPS, α_init, v_init, ...). :class:`NeuronConfig` checks the keys once, and every layer of
-the model asks it for its ``LIF`` with :meth:`NeuronConfig.make`; attention layers may override a
-setting (their threshold stays 0.5 as in the Spikformer and Spike-driven Transformer papers).
+:class:`NeuronConfig` is the one definition of a valid neuron section: its fields, types, defaults and
+documentation are made from :data:`chorus.neurons.LIF_FIELDS`, and its values are checked by
+:func:`chorus.neurons.check_lif` -- the rules ``LIF`` itself applies. The recipe's ``neuron`` section
+(``chorus.config``) and the search space of ``chorus tune`` are this class; every layer of a model asks
+it for its ``LIF`` with :meth:`NeuronConfig.make` (attention layers may override a setting: their
+threshold stays 0.5 as in the Spikformer and Spike-driven Transformer papers).
 """
 from __future__ import annotations
 
-import inspect
+from typing import Literal, Optional
 
-from chorus.neurons import LIF
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-LIF_KEYS = tuple(p for p in inspect.signature(LIF.__init__).parameters if p != "self")
+from chorus.neurons import LIF, LIF_FIELDS, LIFArgError, check_lif
+
+LIF_KEYS = tuple(LIF_FIELDS)
+_TYPES = {"float": float, "float | null": Optional[float], "bool": bool, "str": str}
 
 
-class NeuronConfig:
+class _NeuronBase(BaseModel):
     """Validated ``LIF`` keyword arguments; ``make(**override)`` builds one neuron layer."""
 
-    def __init__(self, **kwargs):
-        unknown = sorted(set(kwargs) - set(LIF_KEYS))
-        if unknown:
-            raise ValueError(f"neuron config has unknown key(s) {', '.join(map(repr, unknown))}; "
-                             f"known keys: {', '.join(LIF_KEYS)}")
-        self.kwargs = dict(kwargs)
-        LIF(**self.kwargs)  # validate the values now, so a bad value fails at create() and names its key
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lif_rules(cls, data):
+        """The neuron's own rules (:func:`check_lif`) on the known keys; unknown keys stay for
+        ``extra="forbid"`` to name. A :class:`~chorus.neurons.LIFArgError` carries the argument."""
+        if not isinstance(data, dict):
+            return data
+        known = {k: v for k, v in data.items() if k in LIF_FIELDS}
+        return {**data, **check_lif(**known).as_dict()}
 
     @classmethod
     def from_dict(cls, neuron) -> "NeuronConfig":
         if neuron is None:
             return cls()
-        if isinstance(neuron, NeuronConfig):
+        if isinstance(neuron, cls):
             return neuron
         if not isinstance(neuron, dict):
             raise TypeError(f"neuron={neuron!r} must be a dict of LIF keyword arguments or None")
-        return cls(**neuron)
+        unknown = sorted(set(neuron) - set(LIF_FIELDS))
+        if unknown:
+            raise ValueError(f"neuron config has unknown key(s) {', '.join(map(repr, unknown))}; "
+                             f"known keys: {', '.join(LIF_FIELDS)}")
+        try:
+            return cls(**neuron)
+        except ValidationError as e:          # the LIF's own error, naming the argument
+            cause = (e.errors()[0].get("ctx") or {}).get("error")
+            raise (cause if isinstance(cause, LIFArgError) else e) from None
+
+    @property
+    def kwargs(self) -> dict:
+        return self.model_dump()
 
     def make(self, **override) -> LIF:
         """A new ``LIF`` with this config, ``override`` taking precedence (e.g. ``v_threshold=0.5``)."""
         return LIF(**{**self.kwargs, **override})
 
-    @property
-    def mps(self) -> bool:
-        return bool(self.kwargs.get("mps", False))
 
-    def __repr__(self) -> str:
-        return f"NeuronConfig({self.kwargs})"
+def _field(doc) -> tuple:
+    choices = doc.range.split(" | ")
+    kind = Literal[tuple(choices)] if doc.type == "str" and len(choices) > 1 else _TYPES[doc.type]
+    return kind, Field(doc.default, description=doc.doc, json_schema_extra={"range": doc.range})
+
+
+NeuronConfig = create_model("NeuronConfig", __base__=_NeuronBase, __module__=__name__,
+                            **{name: _field(doc) for name, doc in LIF_FIELDS.items()})

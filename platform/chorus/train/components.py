@@ -6,13 +6,14 @@ fail here, before anything is written, with a :class:`~chorus.config.RecipeError
 from __future__ import annotations
 
 import os
+import re
 
 from torch import nn
 
 from chorus.config import Recipe, RecipeError
 
-NEURON_KEYS = ("tau", "v_threshold", "v_reset", "decay_input", "detach_reset", "surrogate",
-               "surrogate_alpha", "mps", "alpha_init", "v_init")
+# what each model input kind reads: chorus.models.entry(name).input_kind -> shard kinds
+INPUT_KINDS = {"image": ("events", "frames"), "sequence": ("spikes",), "points": ("points",)}
 
 
 def _where(recipe: Recipe) -> str:
@@ -71,25 +72,45 @@ def loss_kwargs(recipe: Recipe) -> dict:
 
 
 def neuron_kwargs(recipe: Recipe) -> dict:
-    return {k: getattr(recipe.neuron, k) for k in NEURON_KEYS}
+    return recipe.neuron.kwargs
+
+
+def check_model_fits_data(recipe: Recipe, manifest: dict) -> None:
+    """The model reads the shards' kind of input, and a class count in ``model.args`` is the shards'."""
+    from chorus import models
+
+    kind, folder = manifest.get("kind"), recipe.data.shards
+    takes = models.entry(recipe.model.name).input_kind
+    if kind not in INPUT_KINDS[takes]:
+        raise RecipeError.at("model.name", f"{recipe.model.name!r} takes {takes} input ({' or '.join(INPUT_KINDS[takes])} "
+                             f"shards), but data.shards {folder!r} holds {kind}", recipe.source)
+    n = recipe.model.args.get("num_classes")
+    if n is not None and n != manifest["num_classes"]:
+        raise RecipeError.at("model.args.num_classes", f"{n!r} disagrees with the {manifest['num_classes']} classes "
+                             f"of data.shards {folder!r} (its manifest.json); leave the key out, the shards set it",
+                             recipe.source)
 
 
 def build_model(recipe: Recipe, manifest: dict, T: int | None = None) -> nn.Module:
-    """``chorus.models.create`` with the recipe's model, neuron settings and the data's input shape."""
+    """``chorus.models.create`` with the recipe's model, neuron settings and the data's input shape;
+    a builder's complaint about one of its keywords names ``model.args.<keyword>``."""
     from chorus import models
     from chorus.data import input_shape
 
     in_shape = input_shape(manifest, T or recipe.data.T, recipe.data.size)
-    kwargs = dict(recipe.model.args)
+    kwargs = {k: v for k, v in recipe.model.args.items() if k != "num_classes"}
     if manifest.get("kind") == "points":
         kwargs.setdefault("timesteps", T or recipe.data.T)
     try:
         return models.create(recipe.model.name, manifest["num_classes"], in_shape,
                              neuron=neuron_kwargs(recipe), **kwargs)
     except KeyError as e:
-        raise RecipeError(f"model.name: {e.args[0]}{_where(recipe)}") from None
+        raise RecipeError.at("model.name", e.args[0], recipe.source) from None
     except (TypeError, ValueError) as e:
-        raise RecipeError(f"model: {e}{_where(recipe)}") from None
+        m = re.search(r"unexpected keyword argument '(\w+)'|^(\w+)=", str(e))
+        arg = m and (m.group(1) or m.group(2))
+        key = f"model.args.{arg}" if arg in recipe.model.args else "model"
+        raise RecipeError.at(key, str(e), recipe.source) from None
 
 
 def iterate(loader):

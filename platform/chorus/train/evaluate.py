@@ -2,11 +2,11 @@
 and the diagnostics hook (docs/architecture.md, "Diagnostics").
 
 Runs the unwrapped model (no DDP collectives in forward), each process on its share of the split;
-counts are summed over processes once at the end.
+counts are summed over processes once at the end. The caller chooses the precision (the loop wraps
+the call in its ``Precision.autocast``).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 
@@ -36,8 +36,7 @@ def _evaluate(model, loader, *, T, accelerator, loss_kwargs, dtype) -> dict[str,
             continue
         x = x.to(device, dtype=dtype or x.dtype, non_blocking=True)
         y = y.to(device)
-        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
-            logits = model(x)
+        logits = model(x)
         loss = ensemble_loss(logits.float(), y, **lk)["loss"]
         meter.update(logits, y, loss)
     meter.reduce(accelerator)

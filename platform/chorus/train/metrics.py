@@ -1,4 +1,5 @@
-"""The per-timestep evaluation metrics of the ensemble view (DESIGN.md; PAPER.md's per-timestep table).
+"""The per-timestep evaluation metrics of the ensemble view (docs/method.md, "Recipes and runs"; the
+paper's per-timestep table).
 
 For logits ``[T, B, C]``: ensemble accuracy (argmax of the mean over all T outputs), the accuracy of
 each timestep's output alone (``acc_step_t``) and the anytime accuracy of the first k outputs averaged
@@ -50,7 +51,7 @@ class TimestepAccuracy:
 
 
 def prefixed(result: dict[str, float], prefix: str) -> dict[str, float]:
-    """``{"acc": ..}`` → ``{"val/acc": ..}`` (DESIGN.md metric names)."""
+    """``{"acc": ..}`` → ``{"val/acc": ..}`` (docs/method.md metric names)."""
     return {f"{prefix}/{k}": v for k, v in result.items()}
 
 
@@ -66,3 +67,19 @@ def timestep_table(result: dict[str, float], title: str = "") -> str:
              f"\nensemble accuracy (mean of all {T} outputs): {100 * result['acc']:.2f}% "
              f"on {int(result['samples'])} samples"]
     return "\n".join(line for line in lines if line != "")
+
+
+DIAGNOSTICS_PREFIXES = ("diag/", "membrane/", "firing/", "sop/", "energy/", "gradflow/", "grad/")
+
+
+def epoch_metric_names(recipe) -> tuple[set[str], tuple[str, ...]]:
+    """What the loop reports at every epoch's end (``hooks.on_epoch_end``) for ``recipe``: exact names,
+    and prefixes followed by a layer or diagnostics name (α of MPS layers; diagnostics when they run
+    every epoch). ``chorus tune`` checks its ``metric`` against these before Ray starts."""
+    T = recipe.data.T
+    names = {"epoch", "val/acc", "val/loss"} | {f"val/acc_{kind}_{t}" for kind in ("step", "first")
+                                                for t in range(1, T + 1)}
+    prefixes = ("mps/alpha/",) if recipe.neuron.mps else ()
+    if recipe.diagnostics.every == 1:
+        prefixes += DIAGNOSTICS_PREFIXES
+    return names, prefixes

@@ -52,6 +52,9 @@ def resolve(recipe: Recipe) -> tuple[str, str | None]:
         return path, ck
     if t.out_dir:
         run_dir = os.path.abspath(t.out_dir)
+        if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+            raise RecipeError(f"train.out_dir (--out): {t.out_dir!r} is a file, not a folder{where}; "
+                              f"give a folder for the run")
         ck = latest_checkpoint(_ckpt_root(run_dir))
         if ck is not None and mode == "never":
             raise RecipeError(f"train.out_dir: {t.out_dir!r} already holds checkpoints ({os.path.basename(ck)}); "

@@ -1,4 +1,4 @@
-"""Accelerate set-up for one run: precision, process group, DeepSpeed ZeRO plugin, determinism.
+"""Accelerate set-up for one run: process group, DeepSpeed ZeRO plugin, determinism.
 
 CPU runs use gloo (``accelerate launch`` with ``ACCELERATE_USE_CPU=1``), GPU runs NCCL. A recipe that
 names a DeepSpeed JSON (``infra/deepspeed/zero{1,2}.json``) trains through Accelerate's DeepSpeed
@@ -13,8 +13,6 @@ import os
 import torch
 
 from chorus.config import Recipe, RecipeError
-
-PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def world_size_hint() -> int:
@@ -64,16 +62,17 @@ def deepspeed_config(recipe: Recipe, world_size: int) -> dict:
 
 def make_accelerator(recipe: Recipe):
     """The run's ``Accelerator`` (after ``set_seed`` and, with ``train.deterministic``, deterministic
-    algorithms: :func:`deterministic`)."""
+    algorithms: :func:`deterministic`). Its ``mixed_precision`` is always ``"no"``: the precision is
+    the run's own (:mod:`chorus.train.precision`), so Accelerate's process-wide state is the same for
+    every in-process run and never needs resetting."""
     from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs, set_seed
+    from accelerate.utils import GradientAccumulationPlugin, InitProcessGroupKwargs, set_seed
 
     t = recipe.train
     cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
     if t.precision == "fp16" and not cuda:
-        where = f" in {recipe.source}" if recipe.source else ""
-        raise RecipeError(f"train.precision: fp16 needs a CUDA GPU (on CPU it would be silently ignored); "
-                          f"use bf16 or fp32{where}")
+        raise RecipeError.at("train.precision", "fp16 needs a CUDA GPU (on CPU it would be silently ignored); "
+                             "use bf16 or fp32", recipe.source)
     # only when launched with several processes: a backend in a single process asks for a process group
     handlers = [InitProcessGroupKwargs(backend="nccl" if cuda else "gloo")] if world_size_hint() > 1 else []
     plugin = None
@@ -87,8 +86,12 @@ def make_accelerator(recipe: Recipe):
     if t.deterministic and cuda:
         # cuBLAS reads this when its first handle is made: before any CUDA matmul of this process
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    acc = Accelerator(mixed_precision=PRECISIONS[t.precision], gradient_accumulation_steps=t.grad_accum,
-                      deepspeed_plugin=plugin, kwargs_handlers=handlers)
+    # the plugin is always given: it updates the process-wide accumulation count left by an earlier run
+    acc = Accelerator(mixed_precision="no", deepspeed_plugin=plugin, kwargs_handlers=handlers,
+                      gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=t.grad_accum))
+    if plugin is not None and not uses_deepspeed(acc):
+        raise RecipeError.at("train.deepspeed", "this process already trained without DeepSpeed (Accelerate keeps "
+                             "that for the process); run the DeepSpeed recipe in its own process", recipe.source)
     set_seed(t.seed)
     if acc.device.type == "cpu":
         cpu_threads(acc)
@@ -132,14 +135,9 @@ def threads_per_process(local_processes: int = 1, cores: int | None = None) -> i
 
 
 def release(acc) -> None:
-    """Forget Accelerate's singletons after a single-process run, so ``run`` can be called again
-    in-process (tests, Ray Tune trials) with other settings."""
-    from accelerate.state import AcceleratorState, GradientState
-
+    """Drop the Accelerator's references to the run's model, optimizer and engine (``free_memory``);
+    a later ``run`` in this process makes its own Accelerator with the same process-wide state."""
     acc.free_memory()
-    if acc.num_processes == 1:
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
 
 
 def uses_deepspeed(acc) -> bool:

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from chorus.tune.space import to_overrides
-from chorus.tune.spec import SearchRecipe, SearchRecipeError
+from chorus.tune.spec import SearchRecipe, SearchRecipeError, check_metric
 
 
 def _load(spec: SearchRecipe, overrides: list[str], what: str):
@@ -44,6 +44,7 @@ def check_against_base(spec: SearchRecipe):
     for axis in ("x", "y"):
         key = getattr(spec.heatmap, axis)
         _load(spec, fixed + [f"{key}={_current(recipe, key)}"], f"heatmap.{axis} ({key!r})")
+    check_metric(spec, recipe)
     return recipe
 
 

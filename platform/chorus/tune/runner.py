@@ -21,7 +21,7 @@ from chorus.tune.mlflow_runs import ChildRunCloser, SearchRuns
 from chorus.tune.results import best_row, format_table, trial_rows, write_csv
 from chorus.tune.schedulers import make_scheduler
 from chorus.tune.space import num_trials, param_space, search_keys
-from chorus.tune.spec import SearchRecipe, SearchRecipeError, check_scheduler_epochs
+from chorus.tune.spec import SearchRecipe, SearchRecipeError, check_resume, check_scheduler_epochs
 
 STATE_FILE = "chorus_search.json"
 DRIVER_CPU = 0.01     # CPU reserved by a distributed trial's driver (resources.workers > 1)
@@ -99,6 +99,7 @@ def run_search(spec: SearchRecipe, *, address: Optional[str] = None, resume: boo
             raise SearchRecipeError(f"--resume: no search to resume in {exp_dir} (no {STATE_FILE})")
         with open(state_path) as fh:
             saved = json.load(fh)
+        check_resume(spec, saved.get("search", {}))      # the same trials, or refuse naming the keys
         resume_run_id = saved.get("parent_run_id")
         uri, experiment = saved.get("uri", uri), saved.get("experiment", experiment)
     elif os.path.exists(exp_dir) and os.listdir(exp_dir):

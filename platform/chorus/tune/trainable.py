@@ -21,6 +21,7 @@ import os
 import shutil
 from typing import Any, Callable, Optional
 
+from chorus.train.hooks import Hooks
 from chorus.tune.mlflow_runs import TRIAL_TAG
 from chorus.tune.space import to_overrides
 
@@ -35,8 +36,9 @@ class TrialFailed(RuntimeError):
     """A trial whose loss or metric is not finite (or whose metric is missing)."""
 
 
-class TuneHooks:
-    """Training hooks that report each epoch to Ray (``report(metrics, checkpoint=...)``).
+class TuneHooks(Hooks):
+    """Training hooks (:class:`chorus.train.TrainHooks`) that report each epoch to Ray
+    (``report(metrics, checkpoint=...)``).
 
     ``report`` is ``ray.tune.report`` in a plain trial and ``ray.train.report`` in a Ray Train worker;
     ``checkpoint_cls`` the matching ``Checkpoint`` class."""
@@ -89,6 +91,8 @@ def trial_recipe(ctx: dict, values: dict, trial_id: str, out_dir: str, resume: O
     from chorus.config import load_recipe
 
     overrides = TRIAL_DEFAULTS + list(ctx["fixed"]) + to_overrides(values)
+    # a PBT exploit resumes another trial's checkpoint with this trial's (perturbed) searched values
+    overrides.append(f"train.resume_changes={json.dumps(list(ctx['keys']))}")
     base = load_recipe(ctx["base"], overrides)
     tags = {**base.tracking.tags, TRIAL_TAG: trial_id}
     overrides += [f"tracking.run_name={json.dumps(trial_id)}",

@@ -1,0 +1,176 @@
+"""The set-up half of the training recipe: one run's parts, made once (:class:`Run`), and where it
+stands (:class:`Progress`): the run folder and resume point, the prepared model and optimizer, the
+schedule, precision, checkpoints (every save goes through :meth:`Run.save_checkpoint`) and MLflow.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from chorus.config import Recipe, flatten, save_recipe, to_dict
+from chorus.tracking import NullTracker, Tracker
+from chorus.train import components, resume_check, rundir, setup
+from chorus.train.checkpoint import CheckpointManager
+from chorus.train.optim import build_optimizer, build_scheduler, reapply_hparams, rebase_lr
+from chorus.train.precision import Precision
+from chorus.train.preflight import Plan
+
+
+@dataclass
+class Progress:
+    """Where the run stands; ``state()`` is what a checkpoint records (``trainer_state.json``)."""
+
+    epoch: int = 0                 # epochs done
+    batch: int = 0                 # batches done in the current epoch
+    step: int = 0                  # optimizer steps done
+    samples: int = 0               # training samples seen (all processes)
+    local_batches: int = 0         # micro-batches this process ran in this call
+    train_time: float = 0.0
+    last_ckpt: Optional[str] = None
+    val: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)   # per-epoch metric dicts
+    done: bool = False
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "samples": self.samples}
+
+
+@dataclass
+class Run:
+    recipe: Recipe
+    acc: Any
+    plan: Plan
+    run_dir: str
+    model: Any                     # prepared: DDP wrapper or DeepSpeed engine
+    raw: nn.Module                 # the unwrapped model (evaluation, diagnostics, results)
+    optimizer: Any
+    scheduler: Any
+    precision: Precision
+    loss_fn: nn.Module
+    ckpt: CheckpointManager
+    in_dtype: Optional[torch.dtype]        # DeepSpeed bf16/fp16 casts the model: inputs follow
+    alpha_layers: list
+    deepspeed: bool
+    tracker: Any = field(default_factory=NullTracker)
+
+    @property
+    def main(self) -> bool:
+        return self.acc.is_main_process
+
+    def say(self, *text) -> None:
+        if self.main:
+            print(*text, file=sys.stderr, flush=True)
+
+    def loader(self, split: str, *, train: bool = False, epoch: int = 0, start_batch: int = 0, all_data=False):
+        """This process's loader of ``split`` (``all_data``: the whole split, for diagnostics)."""
+        rank, world = (0, 1) if all_data else (self.acc.process_index, self.acc.num_processes)
+        return components.make_loader(self.recipe, split, train=train, epoch=epoch, rank=rank, world_size=world,
+                                      start_batch=start_batch)
+
+    def save_checkpoint(self, progress: Progress, val_acc: Optional[float] = None) -> str:
+        """The one way a checkpoint is written (every process takes part)."""
+        progress.last_ckpt = self.ckpt.save(progress.state(), self.model, self.recipe, val_acc=val_acc)
+        return progress.last_ckpt
+
+
+def broadcast(acc, obj):
+    if acc.num_processes == 1:
+        return obj
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([obj])[0]
+
+
+def place(recipe: Recipe, acc) -> tuple[str, Optional[str]]:
+    """``(run_dir, checkpoint to resume)``, decided on the main process (run folder names carry a time
+    stamp) and broadcast; a refusal there is raised on every process alike."""
+    answer = None
+    if acc.is_main_process:
+        try:
+            run_dir, resume_from = rundir.resolve(recipe)
+            if resume_from:
+                resume_check.check_resume(recipe, resume_from)
+            answer = (run_dir, resume_from)
+        except Exception as e:     # a RecipeError: every process raises it
+            answer = e
+    answer = broadcast(acc, answer)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
+def start(recipe: Recipe, acc, plan: Plan, loss_fn: nn.Module) -> tuple[Run, Progress]:
+    """Make the run folder (the first thing written), prepare model and optimizer, and resume."""
+    run_dir, resume_from = place(recipe, acc)
+    if acc.is_main_process:
+        os.makedirs(run_dir, exist_ok=True)
+        save_recipe(recipe, os.path.join(run_dir, "recipe.yaml"))
+    optimizer = build_optimizer(plan.model, recipe.optim)
+    scheduler = build_scheduler(optimizer, recipe.schedule, plan.steps_per_epoch, plan.total_steps, recipe.optim.lr)
+    deepspeed = setup.uses_deepspeed(acc)
+    precision = Precision(recipe.train.precision, acc.device.type, deepspeed=deepspeed)
+    model, optimizer = acc.prepare(plan.model, optimizer)
+    acc.register_for_checkpointing(scheduler)
+    if precision.scaler is not None:
+        acc.register_for_checkpointing(precision.scaler)
+    raw = acc.unwrap_model(model)
+    in_dtype = setup.model_dtype(raw) if deepspeed else None
+    if in_dtype is not None:
+        setup.match_buffers(raw, in_dtype)
+    from chorus.models import mps_layers
+
+    ckpt = CheckpointManager(os.path.join(run_dir, "checkpoints"), acc, keep_last=recipe.train.keep_last)
+    run = Run(recipe, acc, plan, run_dir, model, raw, optimizer, scheduler, precision, loss_fn, ckpt, in_dtype,
+              mps_layers(raw), deepspeed)
+    progress = Progress(last_ckpt=resume_from)
+    if resume_from:
+        resume(run, progress, resume_from)
+    progress.done = progress.step >= plan.total_steps
+    return run, progress
+
+
+def resume(run: Run, progress: Progress, path: str) -> None:
+    """Restore checkpoint ``path``; the recipe's optimizer settings win over the saved ones (PBT)."""
+    state = run.ckpt.load(path)
+    progress.epoch, progress.batch, progress.step = state["epoch"], state["batch"], state["step"]
+    progress.samples = state.get("samples", 0)
+    run.say(f"[chorus] resumed from {path} (epoch {progress.epoch + 1}, batch {progress.batch}, "
+            f"step {progress.step})")
+    lr = run.recipe.optim.lr
+    saved_lr = rebase_lr(run.optimizer, run.scheduler, lr)
+    if saved_lr is not None:
+        run.say(f"[chorus] learning rate: optim.lr={lr:g} replaces the checkpoint's {saved_lr:g}")
+    for key, (old, new) in reapply_hparams(run.optimizer, run.recipe.optim).items():
+        run.say(f"[chorus] optimizer {key}: the recipe's {new} replaces the checkpoint's {old}")
+
+
+@contextlib.contextmanager
+def tracked(run: Run, resumed: bool):
+    """The run's MLflow record (main process): started here (a resumed run continues its MLflow run),
+    ended FAILED (KILLED on Ctrl+C) by any exception inside, which then propagates."""
+    recipe, info = run.recipe, os.path.join(run.run_dir, "run.json")
+    try:
+        if run.main:
+            tc = recipe.tracking
+            run.tracker = Tracker(enabled=tc.enabled, uri=tc.uri, experiment=tc.experiment, local_dir=run.run_dir)
+            old = {}
+            if resumed and os.path.isfile(info):
+                with open(info) as f:
+                    old = json.load(f)
+            run.tracker.start(tc.run_name or recipe.name, flatten(to_dict(recipe)),
+                              tags={"chorus.recipe": recipe.source or "", "chorus.run_dir": run.run_dir, **tc.tags},
+                              parent_run_id=tc.parent_run_id, resume_run_id=old.get("mlflow_run_id"))
+            with open(info, "w") as f:
+                json.dump({"mlflow_run_id": run.tracker.run_id, "tracking_uri": run.tracker.uri}, f)
+            run.tracker.log_artifact(os.path.join(run.run_dir, "recipe.yaml"))
+        yield run.tracker
+    except BaseException as e:
+        run.tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
