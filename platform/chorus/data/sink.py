@@ -1,6 +1,6 @@
 """Where ``chorus shard --out`` puts its files: a local folder, or a URL (``s3://``, ``gs://``…).
 
-Both keep the writer's promises (DESIGN.md "Shards"): a shard appears only once it is complete,
+Both keep the writer's promises (docs/architecture.md, "Data"): a shard appears only once it is complete,
 ``.progress.json`` records every finished shard, ``manifest.json`` comes last, and one writer at
 a time holds the output (:mod:`chorus.folder_lock`).
 
