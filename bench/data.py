@@ -13,9 +13,18 @@ pass over the data per round, rounds interleaved, medians reported (noisy VM).
 
 Datasets: N-Digits (embedded, 1797 samples, ~6.5k events each) and a CIFAR10-DVS-sized synthetic set
 (``--cifar-samples`` recordings of ``--events`` events on a 128×128 sensor, AEDAT4). Bar (issue 3):
-the reader is at least 5× faster. Also prints bytes per event: shards vs the raw files.
+the reader is at least 5× faster. Also prints bytes per event: shards vs the raw files, and the
+reader with 2 worker processes (``worker_kind="processes"``) beside its 2 threads.
+
+Streaming (issue 14), in the same run: the same shard sets (written with ``--stream-shard-mb``
+shards) read from a local folder, from a plain HTTP server (``python -m http.server``) and from an
+S3-compatible server (moto's server mode, through s3fs), each in its own process on 127.0.0.1:
+cold (an empty node-local cache every pass: download + sha256 check + cache write) and warm (the
+cache already full), plus S3 range reads without a cache; samples/s, shard MB/s and the ratio to
+the local folder. Bars: warm >= 0.9x local, cold from the S3 server >= 0.5x local.
 
     .venv/bin/python bench/data.py [--rounds 5] [--T 10] [--cifar-samples 80] [--events 200000]
+                                   [--stream-shard-mb 16] [--no-stream]
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import interleaved_medians, print_table  # noqa: E402
+from _stores import http_server, s3_server, upload  # noqa: E402
 
 from chorus.data import make_loader, read_manifest, shard  # noqa: E402
 from chorus.data.cards import load_card  # noqa: E402
@@ -119,13 +129,70 @@ def tonic_pass(dataset, batch, resize):
     return run
 
 
-def chorus_pass(folder, T, batch):
+def chorus_pass(folder, T, batch, **options):
     def run():
         n = 0
-        for x, _ in make_loader(folder, "train", T=T, size=48, batch_size=batch, workers=2):
+        for x, _ in make_loader(folder, "train", T=T, size=48, batch_size=batch, workers=2,
+                                **options):
             n += x.shape[1]
         return n
     return run
+
+
+class ColdCaches:
+    """A new, empty cache folder for every cold pass; ``clear()`` (untimed) removes the old ones."""
+
+    def __init__(self, root):
+        self.root, self.n = root, 0
+
+    def next(self):
+        self.n += 1
+        return os.path.join(self.root, f"cold-{self.n}")
+
+    def clear(self):
+        import shutil
+
+        for name in os.listdir(self.root) if os.path.isdir(self.root) else ():
+            shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+
+
+def streaming_candidates(sets, work, T, B, s3, http, cold):
+    """Local / HTTP / S3 readers of the shard sets ``{dataset: folder under work}``."""
+    cands = {}
+    for dataset, folder in sets.items():
+        rel = os.path.relpath(folder, work)
+        urls = {"HTTP": f"{http}/{rel}", "S3": f"{s3}/{rel}"}
+        cands[f"{dataset} local folder"] = chorus_pass(folder, T, B)
+        for store, url in urls.items():
+            warm = os.path.join(work, "warm-caches", dataset, store)
+            cands[f"{dataset} {store} warm cache"] = chorus_pass(url, T, B, cache_dir=warm)
+
+            def cold_run(url=url):
+                return chorus_pass(url, T, B, cache_dir=cold.next())()
+            cands[f"{dataset} {store} cold cache"] = cold_run
+        cands[f"{dataset} S3 range reads, no cache"] = chorus_pass(
+            urls["S3"], T, B, cache_gb=0, remote_read="range")
+    return cands
+
+
+def streaming_report(sets, cands, counts, medians):
+    rows, bars = [], {}
+    for dataset, folder in sets.items():
+        total = sum(read_manifest(folder)["splits"]["train"]["bytes"])
+        base = counts[f"{dataset} local folder"] / medians[f"{dataset} local folder"]
+        for name in cands:
+            if name.startswith(dataset + " "):
+                rate = counts[name] / medians[name]
+                rows.append([name, counts[name], f"{medians[name]:.3f}", f"{rate:.0f}",
+                             f"{total / medians[name] / 1e6:.0f}", f"{rate / base:.2f}x"])
+                bars[name] = rate / base
+    print_table(["pipeline", "samples", "pass s", "samples/s", "shard MB/s", "vs local"], rows)
+    warm = {k: round(v, 2) for k, v in bars.items() if "warm" in k}
+    cold = {k: round(v, 2) for k, v in bars.items() if "S3 cold" in k}
+    print("\nbar: warm cache >= 0.9x the local folder: "
+          + ("PASS" if all(v >= 0.9 for v in warm.values()) else "FAIL") + " " + json.dumps(warm))
+    print("bar: cold cache from the S3 server >= 0.5x the local folder: "
+          + ("PASS" if all(v >= 0.5 for v in cold.values()) else "FAIL") + " " + json.dumps(cold))
 
 
 def folder_bytes(folder, suffix):
@@ -144,13 +211,24 @@ def main() -> int:
     ap.add_argument("--cifar-samples", type=int, default=80)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--workdir", help="keep the generated files here (default: a temp folder)")
+    ap.add_argument("--stream-shard-mb", type=float, default=16.0,
+                    help="shard size of the sets read by the streaming rows (default 16)")
+    ap.add_argument("--no-stream", action="store_true", help="skip the HTTP/S3 streaming rows")
     args = ap.parse_args()
+    args.workdir = args.workdir or tempfile.mkdtemp(prefix="chorus-bench-data-")
+    os.makedirs(args.workdir, exist_ok=True)
+    if args.no_stream:
+        return run(args, None, None)
+    with s3_server() as s3, http_server(args.workdir) as http:   # stopped when the run ends
+        return run(args, s3, http)
+
+
+def run(args, s3, http) -> int:
     torch.set_num_threads(1)
     import tonic
     import tonic.transforms as tt
 
-    work = args.workdir or tempfile.mkdtemp(prefix="chorus-bench-data-")
-    os.makedirs(work, exist_ok=True)
+    work = args.workdir
     T, B = args.T, args.batch
     setup = []
 
@@ -209,18 +287,38 @@ def main() -> int:
     shard(card, class_root, c_frames, workers=2, frames=T, size=48, progress=False)
     setup.append((f"shard CIFAR10-DVS-sized pre-binned T={T} 48x48", time.perf_counter() - start))
 
+    sets, cold = {}, ColdCaches(os.path.join(work, "cold-caches"))
+    if s3 is not None:
+        start = time.perf_counter()
+        for dataset, card_, raw_ in (("N-Digits", nd_card, None), ("CIFAR-sized", card, class_root)):
+            folder = os.path.join(work, "stream", f"{dataset}-{args.stream_shard_mb:g}MB")
+            shard(card_, raw_, folder, workers=2, shard_size_mb=args.stream_shard_mb,
+                  progress=False)
+            upload(folder, f"{s3}/{os.path.relpath(folder, work)}")
+            sets[dataset] = folder
+        setup.append((f"shard the streaming sets ({args.stream_shard_mb:g} MB shards) + upload "
+                      f"to S3", time.perf_counter() - start))
     cands = {
         "N-Digits tonic NMNIST+ToFrame": tonic_pass(nd_tonic, B, resize=True),
         "N-Digits chorus shards": chorus_pass(nd_shards, T, B),
+        "N-Digits chorus shards, 2 processes": chorus_pass(nd_shards, T, B,
+                                                           worker_kind="processes"),
         "N-Digits chorus frame shards": chorus_pass(nd_frames, T, B),
         "CIFAR-sized tonic CIFAR10DVS+ToFrame": tonic_pass(c_tonic, B, resize=False),
         "CIFAR-sized chorus shards": chorus_pass(c_shards, T, B),
+        "CIFAR-sized chorus shards, 2 processes": chorus_pass(c_shards, T, B,
+                                                              worker_kind="processes"),
         "CIFAR-sized chorus frame shards": chorus_pass(c_frames, T, B),
     }
-    counts = {name: fn() for name, fn in cands.items()}       # also checks equal sample counts
+    stream = streaming_candidates(sets, work, T, B, s3, http, cold) if sets else {}
+    everything = {**cands, **stream}
+    counts = {name: fn() for name, fn in everything.items()}  # also checks equal sample counts
     assert counts["N-Digits tonic NMNIST+ToFrame"] == counts["N-Digits chorus shards"]
     assert counts["CIFAR-sized tonic CIFAR10DVS+ToFrame"] == counts["CIFAR-sized chorus shards"]
-    medians = interleaved_medians(cands, rounds=args.rounds, warmup=1)
+    for name in stream:
+        dataset = name.split(" ")[0]
+        assert counts[name] == counts[f"{dataset} chorus shards"], name
+    medians = interleaved_medians(everything, rounds=args.rounds, warmup=1, before=cold.clear)
 
     print(f"\nsetup (one-off), workdir {work}")
     for name, seconds in setup:
@@ -258,6 +356,11 @@ def main() -> int:
     print("\nbar: chorus event shards >= 5x tonic on both: "
           + ("PASS" if verdict else "FAIL") + " " + json.dumps({k: round(v, 1)
                                                                for k, v in ratios.items()}))
+    if stream:
+        print(f"\nstreaming: the same shard sets ({args.stream_shard_mb:g} MB shards) from a local "
+              f"folder, a plain HTTP server and an S3-compatible server (moto) on 127.0.0.1, "
+              f"[T={T}, B={B}, 2, 48, 48], 2 reader threads each, median of {args.rounds} passes")
+        streaming_report(sets, stream, counts, medians)
     return 0
 
 

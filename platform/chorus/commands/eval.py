@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("checkpoint", help="a checkpoint folder (runs/NAME/checkpoints/step_...) or a run folder")
     p.add_argument("--timesteps", "-T", type=int, help="evaluate at this T (default: the training T)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--shards", help="shard folder, if it moved since training")
+    p.add_argument("--shards", help="shard folder or URL (s3://…, https://…), if it moved since training")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
     p.add_argument("--json", help="also write the result to this JSON file")
     p.set_defaults(func=run)

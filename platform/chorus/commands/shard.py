@@ -8,6 +8,7 @@ import time
 
 def run(args) -> int:
     from chorus.data import DataError, shard, verify
+    from chorus.folder_lock import FolderLockedError
 
     try:
         if args.verify:
@@ -23,6 +24,9 @@ def run(args) -> int:
         manifest = shard(args.card, args.raw, args.out, workers=args.workers,
                          shard_size_mb=args.shard_size, frames=args.frames, size=args.size,
                          bins=args.bins, progress=not args.quiet)
+    except FolderLockedError as error:             # another writer holds --out
+        print(f"chorus shard: error: {error}", file=sys.stderr)
+        return 2
     except DataError as error:
         print(f"chorus shard: error: {error}", file=sys.stderr)
         return 1
@@ -46,8 +50,10 @@ def run(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("shard", help="turn a dataset (card + raw folder) into WebDataset shards")
     p.add_argument("card", nargs="?", help="dataset card, e.g. datasets/ndigits.yaml")
-    p.add_argument("--raw", help="folder holding the raw dataset files (not for embedded cards)")
-    p.add_argument("--out", help="output folder for {split}-NNNNNN.tar + manifest.json")
+    p.add_argument("--raw", help="folder holding the raw dataset files as the archive unpacks (or "
+                                 "the folder it was unpacked into; not for embedded cards)")
+    p.add_argument("--out", help="output folder (or URL: s3://BUCKET/PREFIX, gs://…, file://…) "
+                                 "for {split}-NNNNNN.tar + manifest.json")
     p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
                    help="reader processes (default: CPU count, at most 8)")
     p.add_argument("--shard-size", type=float, default=64.0, metavar="MB",
@@ -57,6 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=int, metavar="S", help="frame size for --frames")
     p.add_argument("--bins", choices=("count", "time"), default="count",
                    help="--frames binning: equal event counts (default) or equal time")
-    p.add_argument("--verify", metavar="FOLDER", help="re-check shard counts and sha256")
+    p.add_argument("--verify", metavar="FOLDER", help="re-check shard counts and sha256 (a folder "
+                                                      "or a URL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -36,15 +36,24 @@ class LossConfig(Section):
 
 
 class DataConfig(Section):
-    shards: str = F(..., "the folder made by `chorus shard`", min_length=1)
+    shards: str = F(..., "the folder or URL (s3://, gs://, https://, file://) made by `chorus shard`; "
+                         "credentials come from the store's own environment/profile", min_length=1)
     T: int = F(4, "timesteps: frames per sample (point clouds are repeated T times)", ge=1)
     size: Optional[int] = F(None, "frame side (events) or points per cloud; null = the sensor's / manifest's", ge=1)
     batch_size: int = F(32, "training batch per process", ge=1)
     eval_batch_size: Optional[int] = F(None, "evaluation batch per process; null = batch_size", ge=1)
-    workers: int = F(0, "reader threads that bin batches (same batches whatever the number)", ge=0)
+    workers: int = F(0, "reader workers that decode, bin and augment (same batches whatever the number)", ge=0)
+    worker_kind: Literal["threads", "processes"] = F("threads", "what the workers are: threads (the CPU default, "
+                                                                 "faster here) or processes (GPU nodes); same batches")
     augment: Union[bool, str, dict, None] = F(None, "true / 'default', or a dict overriding flip, roll, rotate, "
                                                     "cutout (events) or scale, shift, jitter, dropout (points)")
     on_error: Literal["raise", "skip"] = F("raise", "a bad sample stops the run, or is left out with a warning")
+    cache_dir: Optional[str] = F(None, "node-local cache of shards read from a URL, shared by the node's ranks; "
+                                       "null = $CHORUS_CACHE_DIR/shards or ~/.cache/chorus/shards")
+    cache_gb: float = F(20.0, "bound of that cache (least recently used shards go first); 0 = no cache, "
+                              "every epoch downloads again", ge=0)
+    retries: int = F(3, "extra tries of a failed download or manifest read before the error naming the URL",
+                     ge=0, le=20)
 
 
 class OptimConfig(Section):

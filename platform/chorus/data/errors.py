@@ -17,3 +17,14 @@ class DataError(ValueError):
         if key is not None:
             prefix += f"sample {key!r}: " if not key.startswith("card:") else f"{key[5:]}: "
         super().__init__(prefix + message)
+
+    def __reduce__(self):
+        """Pickle with ``where`` and ``key`` (a worker process hands its errors to the main one)."""
+        return _rebuild, (type(self), self.args[0] if self.args else "", self.where, self.key)
+
+
+def _rebuild(cls, text: str, where, key):
+    error = cls.__new__(cls)
+    ValueError.__init__(error, text)
+    error.where, error.key = where, key
+    return error

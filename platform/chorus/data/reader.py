@@ -3,8 +3,11 @@
 A rank reads, with a ``webdataset`` pipeline (shard list → tar expansion that reads only the wanted
 samples, :mod:`chorus.data.tarwalk` → webdataset's ``group_by_keys``), the shards that hold its
 batches (:mod:`chorus.data.plan` says which samples make which batch on which rank), decodes each
-sample, bins whole batches at once (:mod:`chorus.data.transform`; ``workers`` threads do this in
-parallel) and yields them in order. Bad samples raise :class:`DataError` naming shard and key, or
+sample, bins whole batches at once (:mod:`chorus.data.transform`; ``workers`` threads, or worker
+processes with ``worker_kind="processes"`` (:mod:`chorus.data.procs`), do this in parallel) and
+yields them in order. The shard set may be a folder or a URL: :mod:`chorus.data.shardio` gives
+the reader each shard's bytes (remote ones through the node-local cache) and the plan, the order
+and every guarantee below are the same for both. Bad samples raise :class:`DataError` naming shard and key, or
 with ``on_error="skip"`` are left out of their batch with a warning, and counted in
 ``loader.skipped``. With ``skip``, a rank still yields exactly ``len(loader)`` batches, so that DDP
 ranks stay in step: a training batch whose samples were all bad is replaced by the rank's previous
@@ -13,7 +16,6 @@ evaluation skips, so no sample is counted twice).
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import warnings
@@ -25,6 +27,7 @@ from chorus.data.augment import resolve
 from chorus.data.errors import DataError
 from chorus.data.manifest import read_manifest
 from chorus.data.plan import rank_batches
+from chorus.data.shardio import ShardStore
 from chorus.data.tarwalk import expand_wanted
 from chorus.data.transform import BatchBuilder
 
@@ -53,8 +56,9 @@ class _ShardBatches:
     """
 
     def __init__(self, manifest, split, batches, builder, start_batch, on_error, seed, epoch,
-                 train=False):
+                 train=False, store=None):
         self.folder = manifest["folder"]
+        self.store = store if store is not None else ShardStore(manifest, split)
         self.num_classes = manifest.get("num_classes")
         self.train = train
         self.kind = manifest["kind"]
@@ -78,7 +82,8 @@ class _ShardBatches:
         after each one (so that finished batches can leave before the shard ends)."""
         import webdataset as wds
 
-        pipeline = wds.DataPipeline(wds.SimpleShardList([url]), expand_wanted(wanted_here),
+        pipeline = wds.DataPipeline(wds.SimpleShardList([url]),
+                                    expand_wanted(wanted_here, lambda _: self.store.view(s)),
                                     wds.tariterators.group_by_keys)
         seen = set()
         try:
@@ -103,10 +108,15 @@ class _ShardBatches:
             pending[k] -= 1
         yield
 
-    def batch_items(self, state: dict):
-        """``(k, prepared samples, shard)`` for batches k = start_batch, … in order, each as soon
-        as its samples are read; :meth:`collate` turns one into ``(x, y)``."""
-        mine = list(range(self.start_batch, len(self.batches)))
+    def pending(self) -> list[int]:
+        """The batches still to yield: start_batch, …"""
+        return list(range(self.start_batch, len(self.batches)))
+
+    def batch_items(self, state: dict, only=None):
+        """``(k, prepared samples, shard)`` for batches k = start_batch, … (or those in ``only``)
+        in order, each as soon as its samples are read; :meth:`collate` turns one into
+        ``(x, y)``."""
+        mine = [k for k in self.pending() if only is None or k in only]
         wanted: dict[tuple[int, int], tuple[int, int]] = {}
         per_shard: dict[int, set[int]] = {}
         for k in mine:
@@ -117,8 +127,9 @@ class _ShardBatches:
         slots = {k: [None] * len(self.batches[k][0]) for k in mine}
         pending = {k: len(self.batches[k][0]) for k in mine}
         next_index = 0
+        self.store.order(per_shard)
         for s, wanted_here in per_shard.items():
-            url = os.path.join(self.folder, self.shards[s])
+            url = self.store.url(s)
             for _ in self._read_shard(s, url, wanted_here, wanted, slots, pending, state):
                 while next_index < len(mine) and pending[mine[next_index]] == 0:
                     k = mine[next_index]
@@ -139,10 +150,12 @@ class _ShardBatches:
     def collate(self, k, items, url, state):
         """``(x, y)`` tensors of batch ``k``, or a :class:`_Lost` marker when every sample of it
         was bad (only with ``on_error="skip"``; :class:`ShardLoader` fills the gap)."""
-        import torch
+        return to_tensors(self.collate_arrays(k, items, url, state))
 
+    def collate_arrays(self, k, items, url, state):
+        """:meth:`collate` with numpy arrays (what a worker process sends back)."""
         if not items:                 # a planned empty evaluation batch (see chorus.data.plan)
-            return self.empty()
+            return self.empty_arrays()
         items = [item for item in items if item is not None]
         if not items:
             return _Lost(k, url)
@@ -156,13 +169,23 @@ class _ShardBatches:
                 return _Lost(k, url)
             x = np.delete(x, drop, axis=0 if self.kind == "points" else 1)
             labels = [label for b, label in enumerate(labels) if b not in drop]
-        return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64)
+        return x, np.asarray(labels, dtype=np.int64)
+
+    def empty_arrays(self):
+        return self.builder.empty(), np.zeros(0, dtype=np.int64)
 
     def empty(self):
         """A batch of 0 samples, shaped like the others."""
-        import torch
+        return to_tensors(self.empty_arrays())
 
-        return torch.from_numpy(self.builder.empty()), torch.zeros(0, dtype=torch.int64)
+
+def to_tensors(batch):
+    """``(x, y)`` numpy arrays → torch tensors (sharing memory); a :class:`_Lost` as it is."""
+    import torch
+
+    if isinstance(batch, _Lost):
+        return batch
+    return torch.from_numpy(batch[0]), torch.from_numpy(batch[1])
 
 
 class _Lost:
@@ -182,10 +205,12 @@ class ShardLoader:
     the bad samples left out (``on_error="skip"``).
     """
 
-    def __init__(self, dataset: _ShardBatches, workers: int, prefetch: int = 2):
+    def __init__(self, dataset: _ShardBatches, workers: int, prefetch: int = 2,
+                 worker_kind: str = "threads"):
         self.dataset = dataset
         self.workers = workers
         self.prefetch = prefetch
+        self.worker_kind = worker_kind
         self.skipped = 0
 
     def __len__(self) -> int:
@@ -193,8 +218,19 @@ class ShardLoader:
 
     def __iter__(self):
         state = {"skipped": 0, "lock": threading.Lock()}
-        batches = self._serial(state) if self.workers <= 0 else self._threaded(state)
-        yield from self._fill(batches, state)
+        if self.workers <= 0:
+            batches = self._serial(state)
+        elif self.worker_kind == "processes":
+            from chorus.data.procs import run_processes
+
+            batches = run_processes(self.dataset, self.workers, self.prefetch, state)
+        else:
+            batches = self._threaded(state)
+        try:
+            yield from self._fill(batches, state)
+        finally:
+            batches.close()
+            self.dataset.store.close()
         self.skipped = state["skipped"]
         if self.skipped:
             warnings.warn(f"{self.skipped} bad samples skipped in {self.dataset.folder}",
@@ -282,20 +318,33 @@ class ShardLoader:
 def make_loader(shards, split: str, *, T: int, size: int | None = None, batch_size: int,
                 workers: int = 0, train: bool = False, seed: int = 0, epoch: int = 0,
                 rank: int = 0, world_size: int = 1, augment=None, on_error: str = "raise",
-                start_batch: int = 0, bins: str = "count", shuffle_window: int = 1024
-                ) -> ShardLoader:
-    """Batches ``(x float32, y int64)`` of ``split`` from the shard folder ``shards``.
+                start_batch: int = 0, bins: str = "count", shuffle_window: int = 1024,
+                worker_kind: str = "threads", cache_dir: str | None = None,
+                cache_gb: float | None = None, retries: int = 3, prefetch_shards: int = 2,
+                fetch_parts: int = 1, remote_read: str = "whole") -> ShardLoader:
+    """Batches ``(x float32, y int64)`` of ``split`` from the shard set ``shards`` (a folder, a
+    URL such as ``s3://bucket/prefix``, or a manifest already read).
 
     ``x``: ``[T, B, 2, size, size]`` events or frames, ``[T, B, channels]`` spikes, ``[B, N, 3]``
     points (``size`` = N, default the manifest's ``num_points``). Augmentation applies only when
     ``train``. ``bins`` is ``count`` (equal event counts, tonic ``n_event_bins``) or ``time``.
+    ``worker_kind`` ``"threads"`` (default) or ``"processes"``: what the ``workers`` are; the
+    batches are the same either way. Remote shards: ``cache_dir`` (default
+    ``~/.cache/chorus/shards``) holds at most ``cache_gb`` GB (default 20; 0: no cache, every
+    epoch downloads again); each download is tried ``1 + retries`` times; ``prefetch_shards``
+    shards are fetched ahead, each in ``fetch_parts`` concurrent range requests;
+    ``remote_read="range"`` reads remote shards by ranges instead, uncached (measured slower).
     """
-    manifest = shards if isinstance(shards, dict) else read_manifest(shards)
+    manifest = shards if isinstance(shards, dict) else read_manifest(shards, retries=retries)
     if split not in manifest["splits"]:
         raise DataError(f"no split {split!r} (has {sorted(manifest['splits'])})",
                         where=manifest["folder"])
     if on_error not in ("raise", "skip"):
         raise DataError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if worker_kind not in ("threads", "processes"):
+        raise DataError(f"worker_kind must be 'threads' or 'processes', got {worker_kind!r}")
+    if cache_gb is not None and cache_gb < 0:
+        raise DataError(f"cache_gb must be >= 0, got {cache_gb!r}")
     counts = manifest["splits"][split]["counts"]
     batches = rank_batches(counts, batch_size=batch_size, rank=rank, world_size=world_size,
                            train=train, seed=seed, epoch=epoch, window=shuffle_window,
@@ -304,6 +353,8 @@ def make_loader(shards, split: str, *, T: int, size: int | None = None, batch_si
     builder = BatchBuilder(manifest, T, size, bins, settings)
     if manifest["kind"] == "events":
         binning_jit.warm_up(manifest["sensor_size"])
+    store = ShardStore(manifest, split, cache_dir=cache_dir, cache_gb=cache_gb, retries=retries,
+                       prefetch=prefetch_shards, parts=fetch_parts, read=remote_read)
     dataset = _ShardBatches(manifest, split, batches, builder, int(start_batch), on_error,
-                            seed, epoch, train=train)
-    return ShardLoader(dataset, int(workers))
+                            seed, epoch, train=train, store=store)
+    return ShardLoader(dataset, int(workers), worker_kind=worker_kind)

@@ -110,9 +110,18 @@ def _members(view, end: int, url: str, wanted):
         yield {"fname": name, "data": data, "__url__": url}
 
 
-def expand_wanted(wanted):
-    """Pipeline stage: ``{"url"}`` dicts (from ``SimpleShardList``) → tar member dicts."""
+def expand_wanted(wanted, opener=None):
+    """Pipeline stage: ``{"url"}`` dicts (from ``SimpleShardList``) → tar member dicts.
+
+    ``opener(url)``, when given, is a context manager yielding ``(buffer, size)`` for the shard
+    (:class:`chorus.data.shardio.ShardStore` gives remote shards this way); without it the URL is
+    a local file, memory-mapped."""
     def stage(sources):
         for source in sources:
-            yield from walk(source["url"], wanted)
+            if opener is None:
+                yield from walk(source["url"], wanted)
+                continue
+            with opener(source["url"]) as (view, size):
+                if size:
+                    yield from _members(view, size, source["url"], wanted)
     return stage

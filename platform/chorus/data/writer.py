@@ -9,6 +9,9 @@ Shard boundaries depend only on the samples, and tars are written with fixed met
 the bytes are reproducible. Each finished shard is renamed into place and recorded in
 ``.progress.json``; a rerun after an interruption skips the recorded samples and continues with the
 next shard, giving the same shards as an uninterrupted run (same samples, none twice).
+``out`` may be a URL (``s3://…``, :mod:`chorus.data.sink`): each shard is uploaded once closed,
+then ``.progress.json``, and ``manifest.json`` last. One writer at a time: a second one gets
+:class:`chorus.folder_lock.FolderLockedError` naming the holder.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from chorus.data import records
 from chorus.data.binning import events_to_frames
 from chorus.data.cards import load_card
 from chorus.data.errors import DataError
-from chorus.data.manifest import MANIFEST, read_manifest, sha256_file, write_manifest
+from chorus.data.manifest import MANIFEST, read_manifest, sha256_file
+from chorus.data.sink import make_sink
 from chorus.data.sources import make_source
 from chorus.data.splits import SHUFFLED, SPLITS, assign_splits, shuffled_order
 
@@ -133,13 +137,6 @@ def _fingerprint(card: dict, options: dict, splits: dict) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-def _save_progress(out: str, progress: dict) -> None:
-    tmp = os.path.join(out, PROGRESS + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(progress, f, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(out, PROGRESS))
-
-
 def _raw_bytes(raw: str | None, items: list[dict]) -> int:
     if not raw:
         return 0
@@ -162,10 +159,6 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
     sensor's ``[T, 2, H, W]`` (the manifest's ``frames.size`` is then the side of a square sensor,
     or None for a non-square one).
     """
-    from tqdm import tqdm
-
-    from chorus import __version__
-
     if out is None:
         raise DataError("no output folder given (--out)")
     card = load_card(card)
@@ -181,41 +174,66 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
         if width == height:
             frame_opts["size"] = width
         # else: size stays None and frames are stored at the sensor's [T, 2, H, W], unstretched
-    source = make_source(card, raw)
-    items = source.items()
-    for item in items:
-        if not 0 <= item["label"] < len(card["classes"]):
-            raise DataError(f"label {item['label']} outside the card's {len(card['classes'])} "
-                            f"classes", where=os.path.join(raw or "", item["source"]))
-    policy = card["split"]
-    splits = assign_splits(items, policy["policy"], policy["seed"], policy["val_fraction"],
-                           where=card["_path"])
-    splits = shuffled_order(splits, int(policy["seed"]))
-    sample_order = {"shuffled": list(SHUFFLED), "seed": int(policy["seed"]),
-                    "rule": "numpy default_rng([seed, 2, split number]).permutation"}
-    options = {"shard_size_mb": shard_size_mb, "frames": frame_opts, "sample_order": sample_order}
-    fingerprint = _fingerprint(card, options, splits)
+    sink = make_sink(os.fspath(out))
+    try:
+        with sink.lock():                              # before any work: a second writer stops here
+            return _shard_locked(sink, card, raw, frame_opts, shard_size_mb, workers, progress)
+    except BaseException:
+        sink.discard_if_empty()                        # no empty folder left by a failed start
+        raise
 
-    out = os.path.abspath(os.fspath(out))
-    os.makedirs(out, exist_ok=True)
-    if os.path.exists(os.path.join(out, MANIFEST)):
+
+def _shard_locked(sink, card, raw, frame_opts, shard_size_mb, workers, progress) -> dict:
+    """List the samples, split them and write: :func:`shard` with the output locked."""
+    source = make_source(card, raw)
+    try:
+        items = source.items()
+        raw = getattr(source, "raw", None) or raw      # the folder the source found under --raw
+        for item in items:
+            if not 0 <= item["label"] < len(card["classes"]):
+                raise DataError(f"label {item['label']} outside the card's "
+                                f"{len(card['classes'])} classes",
+                                where=os.path.join(raw or "", item["source"]))
+        policy = card["split"]
+        splits = assign_splits(items, policy["policy"], policy["seed"], policy["val_fraction"],
+                               where=card["_path"])
+        splits = shuffled_order(splits, int(policy["seed"]))
+        sample_order = {"shuffled": list(SHUFFLED), "seed": int(policy["seed"]),
+                        "rule": "numpy default_rng([seed, 2, split number]).permutation"}
+        options = {"shard_size_mb": shard_size_mb, "frames": frame_opts,
+                   "sample_order": sample_order}
+        fingerprint = _fingerprint(card, options, splits)
+        return _write(sink, card, raw, source, items, splits, frame_opts, sample_order,
+                      fingerprint, shard_size_mb, workers, progress)
+    finally:
+        _close_source(source)
+
+
+def _write(sink, card, raw, source, items, splits, frame_opts, sample_order, fingerprint,
+           shard_size_mb, workers, progress) -> dict:
+    """Write the shards not yet recorded as done, then the manifest."""
+    from tqdm import tqdm
+
+    from chorus import __version__
+
+    out = sink.location
+    if sink.exists(MANIFEST):
         done_manifest = read_manifest(out)
         if done_manifest.get("fingerprint") == fingerprint:
             return done_manifest
         raise DataError("holds a finished shard set of another card or options; choose another "
                         "--out (nothing was changed)", where=out)
-    progress_path = os.path.join(out, PROGRESS)
     state = {"fingerprint": fingerprint, "done": {s: [] for s in SPLITS},
              "stats": {"events": 0, "payload_bytes": 0}}
-    if os.path.exists(progress_path):
-        with open(progress_path) as f:
-            state = json.load(f)
+    saved = sink.read_json(PROGRESS)
+    if saved is not None:
+        state = saved
         if state.get("fingerprint") != fingerprint:
             raise DataError("holds an unfinished shard run of another card or options; choose "
                             "another --out (nothing was changed)", where=out)
-    for name in os.listdir(out):
-        if name.endswith(".tar.tmp"):
-            os.remove(os.path.join(out, name))
+    for name in os.listdir(sink.staging):
+        if name.endswith(".tar.tmp") or (sink.staging != out and name.endswith(".tar")):
+            os.remove(os.path.join(sink.staging, name))    # left by a killed run of this output
 
     jobs, owners = [], []
     for split in SPLITS:
@@ -232,8 +250,10 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
         nonlocal current
         if current is not None and current.count:
             split_of = current.name.split("-")[0]
-            state["done"][split_of].append(current.finish())
-            _save_progress(out, state)
+            info = current.finish()
+            sink.publish(current.name)                 # remote: uploaded, then deleted here
+            state["done"][split_of].append(info)
+            sink.write_json(PROGRESS, state)
         current = None
 
     pool = None
@@ -250,7 +270,7 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
                 close_current()
             if current is None:
                 index = len(state["done"][split])
-                current = _ShardFile(out, f"{split}-{index:06d}.tar")
+                current = _ShardFile(sink.staging, f"{split}-{index:06d}.tar")
             current.add(key, members)
             for name, value in stats.items():
                 state["stats"][name] += value
@@ -266,7 +286,6 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
             pool.terminate()
             pool.join()
         _STATE.clear()
-        _close_source(source)
 
     kind = "frames" if frame_opts else card["kind"]
     stats = dict(state["stats"])
@@ -290,6 +309,6 @@ def shard(card, raw=None, out=None, *, workers: int = 1, shard_size_mb: float = 
             "shards": [d["name"] for d in done], "counts": [d["count"] for d in done],
             "sha256": [d["sha256"] for d in done], "bytes": [d["bytes"] for d in done],
             "num_samples": sum(d["count"] for d in done)}
-    write_manifest(out, manifest)
-    os.remove(progress_path)
+    sink.write_json(MANIFEST, manifest)
+    sink.remove(PROGRESS)
     return read_manifest(out)

@@ -21,19 +21,28 @@ def _where(recipe: Recipe) -> str:
 
 
 def open_shards(recipe: Recipe) -> dict:
-    """Read ``data.shards``/manifest.json; errors name ``data.shards``, its value and the recipe file."""
+    """Read ``data.shards``/manifest.json (a folder or a URL); errors name ``data.shards``, its
+    value and the recipe file."""
     from chorus.data import read_manifest
+    from chorus.data.urls import is_remote
 
     folder = recipe.data.shards
-    if not os.path.isdir(folder):
-        raise RecipeError(f"data.shards: folder {folder!r} does not exist{_where(recipe)} "
-                          f"(make it with `chorus shard CARD --out {folder}`)")
-    if not os.path.isfile(os.path.join(folder, "manifest.json")):
-        raise RecipeError(f"data.shards: {folder!r} has no manifest.json{_where(recipe)} "
-                          f"(is it a folder written by `chorus shard`?)")
+    if not is_remote(folder):
+        from chorus.data.urls import normalize
+
+        try:
+            local = normalize(folder)
+        except Exception as e:
+            raise RecipeError(f"data.shards: {e}{_where(recipe)}") from e
+        if not os.path.isdir(local):
+            raise RecipeError(f"data.shards: folder {folder!r} does not exist{_where(recipe)} "
+                              f"(make it with `chorus shard CARD --out {folder}`)")
+        if not os.path.isfile(os.path.join(local, "manifest.json")):
+            raise RecipeError(f"data.shards: {folder!r} has no manifest.json{_where(recipe)} "
+                              f"(is it a folder written by `chorus shard`?)")
     try:
-        return read_manifest(folder)
-    except Exception as e:  # the reader's own message says what is wrong with the folder
+        return read_manifest(folder, retries=recipe.data.retries)
+    except Exception as e:  # the reader's own message says what is wrong with the folder or URL
         raise RecipeError(f"data.shards: cannot read {folder!r}{_where(recipe)}: {e}") from e
 
 
@@ -50,7 +59,9 @@ def make_loader(recipe: Recipe, split: str, *, train: bool, epoch: int = 0, rank
     batch = d.batch_size if train else (d.eval_batch_size or d.batch_size)
     return data_loader(d.shards, split, T=T or d.T, size=d.size, batch_size=batch, workers=d.workers,
                        train=train, seed=recipe.train.seed, epoch=epoch, rank=rank, world_size=world_size,
-                       augment=d.augment if train else None, on_error=d.on_error, start_batch=start_batch)
+                       augment=d.augment if train else None, on_error=d.on_error, start_batch=start_batch,
+                       worker_kind=d.worker_kind, cache_dir=d.cache_dir, cache_gb=d.cache_gb,
+                       retries=d.retries)
 
 
 def loss_kwargs(recipe: Recipe) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 from chorus.data.errors import DataError
 from chorus.data.sources.aer import EVENTS, read_aer
 from chorus.data.sources.folders import class_files
+from chorus.data.sources.layout import class_folders, find_root
 
 
 class AEDAT4FolderSource:
@@ -27,6 +28,9 @@ class AEDAT4FolderSource:
         self.raw = raw
 
     def items(self) -> list[dict]:
+        # RAW or below: the class folders the ten class zips unpack to, tonic's CIFAR10DVS/ root
+        self.raw = find_root(self.raw, class_folders(self.card["classes"], self.suffix),
+                             self.card.get("_path", "<card>"))
         return class_files(self.raw, self.card["classes"], self.suffix, self.card["_path"])
 
     def load(self, item: dict) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from chorus.data.errors import DataError
 from chorus.data.sources.aer import EVENTS, read_aer
+from chorus.data.sources.layout import files, find_root
 
 
 class DVSGestureSource:
@@ -34,6 +35,9 @@ class DVSGestureSource:
             return [line.strip() for line in f if line.strip()]
 
     def items(self) -> list[dict]:
+        # RAW or below: the DvsGesture/ folder of DvsGesture.tar.gz
+        self.raw = find_root(self.raw, files("trials_to_train.txt", "trials_to_test.txt"),
+                             self.card.get("_path", "<card>"))
         items = []
         for split in ("train", "test"):
             for trial in self._trials(split):

@@ -18,7 +18,8 @@ def class_files(raw: str, classes: list[str], suffix: str, card_path: str,
     files in natural order; a missing class folder or an unknown folder is an error."""
     if not os.path.isdir(raw):
         raise DataError("raw folder does not exist", where=raw)
-    present = sorted(d for d in os.listdir(raw) if os.path.isdir(os.path.join(raw, d)))
+    present = sorted(d for d in os.listdir(raw) if os.path.isdir(os.path.join(raw, d))
+                     and not d.startswith(".") and d != "__MACOSX")
     unknown = [d for d in present if d not in classes and d not in ignore]
     if unknown:
         raise DataError(f"class folders {unknown} are not among the card's classes "
@@ -28,7 +29,8 @@ def class_files(raw: str, classes: list[str], suffix: str, card_path: str,
         folder = os.path.join(raw, name)
         if not os.path.isdir(folder):
             raise DataError(f"missing class folder {name!r} (card {card_path})", where=raw)
-        files = sorted((f for f in os.listdir(folder) if f.endswith(suffix)), key=natural_key)
+        files = sorted((f for f in os.listdir(folder) if f.endswith(suffix)
+                        and not f.startswith(".")), key=natural_key)   # no macOS ._ copies
         if not files:
             raise DataError(f"no *{suffix} files", where=folder)
         for index, name_ in enumerate(files):

@@ -18,6 +18,7 @@ import numpy as np
 
 from chorus.data.errors import DataError
 from chorus.data.sources.h5 import H5Handles
+from chorus.data.sources.layout import files, find_root
 
 
 def _lines(path: str) -> list[str]:
@@ -43,6 +44,10 @@ class ModelNetH5Source(H5Handles):
         return self._cached_h5(name, path, ("data", "label"))
 
     def items(self) -> list[dict]:
+        # RAW or below: modelnet40_ply_hdf5_2048/ (its lists name data/modelnet40_ply_hdf5_2048/…;
+        # the files are taken from the folder holding the lists)
+        self.raw = find_root(self.raw, files("train_files.txt", "test_files.txt"),
+                             self.card.get("_path", "<card>"))
         items = []
         for split in ("train", "test"):
             for line in _lines(os.path.join(self.raw, f"{split}_files.txt")):
@@ -64,13 +69,17 @@ class ModelNetTextSource:
 
     def __init__(self, card: dict, raw: str):
         self.card = card
-        self.raw = raw
         options = card["options"]
         self.variant = options.get("variant", "modelnet40")
+        self.raw = raw
         self.store = options.get("store_points")
         self.normals = bool(options.get("normals", False))
 
     def items(self) -> list[dict]:
+        # RAW or below: modelnet40_normal_resampled/
+        self.raw = find_root(self.raw, files(*(f"{self.variant}_{n}.txt" for n in
+                                               ("shape_names", "train", "test"))),
+                             self.card.get("_path", "<card>"))
         names = _lines(os.path.join(self.raw, f"{self.variant}_shape_names.txt"))
         if names != list(self.card["classes"]):
             raise DataError(f"shape names {names[:5]}… differ from the card's classes",

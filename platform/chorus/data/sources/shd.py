@@ -12,6 +12,7 @@ import numpy as np
 
 from chorus.data.errors import DataError
 from chorus.data.sources.h5 import H5Handles
+from chorus.data.sources.layout import files, find_root
 
 FILES = {"train": "shd_train.h5", "test": "shd_test.h5"}
 
@@ -31,6 +32,8 @@ class SHDSource(H5Handles):
         return self._cached_h5(name, path, ("spikes/times", "spikes/units", "labels"))
 
     def items(self) -> list[dict]:
+        # RAW or below: the gunzipped/unzipped files, or tonic's SHD/ root
+        self.raw = find_root(self.raw, files(*FILES.values()), self.card.get("_path", "<card>"))
         items = []
         for split, name in FILES.items():
             labels = self._open(name)["labels"][:]
