@@ -143,10 +143,10 @@ def resume(run: Run, progress: Progress, path: str) -> None:
     progress.samples = state.get("samples", 0)
     run.say(f"[chorus] resumed from {path} (epoch {progress.epoch + 1}, batch {progress.batch}, "
             f"step {progress.step})")
-    lr = run.recipe.optim.lr
-    saved_lr = rebase_lr(run.optimizer, run.scheduler, lr)
-    if saved_lr is not None:
-        run.say(f"[chorus] learning rate: optim.lr={lr:g} replaces the checkpoint's {saved_lr:g}")
+    changed = {("optim.mps.lr" if g == "mps" else "optim.lr"): v
+               for g, v in (rebase_lr(run.optimizer, run.scheduler, run.recipe.optim) or {}).items()}
+    for key, (old, new) in changed.items():
+        run.say(f"[chorus] learning rate: {key}={new:g} replaces the checkpoint's {old:g}")
     for key, (old, new) in reapply_hparams(run.optimizer, run.recipe.optim).items():
         run.say(f"[chorus] optimizer {key}: the recipe's {new} replaces the checkpoint's {old}")
 
