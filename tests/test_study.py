@@ -19,8 +19,8 @@ QUICKSTART = os.path.join(ROOT, "recipes", "quickstart.yaml")
 
 def fixed(shards, tmp):
     return {"data.shards": shards, "data.size": 16, "data.T": 3, "data.batch_size": 16, "model.args.width": 0.5,
-            "train.epochs": 1, "train.max_steps": 4, "neuron.v_threshold": 0.5, "optim.name": "adamw",
-            "optim.lr": 0.005, "diagnostics.every": 0, "train.log_every": 2,
+            "train.epochs": 2, "train.max_steps": 24, "neuron.v_threshold": 0.5, "optim.name": "adamw",
+            "optim.lr": 0.01, "diagnostics.every": 0, "train.log_every": 4,
             "tracking.uri": f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"}
 
 
