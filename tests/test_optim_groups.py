@@ -203,3 +203,25 @@ def test_deepspeed_zero2_keeps_the_mps_group(shards, tmp_path):
     assert mps["lr"] / seen["groups"][0]["lr"] == pytest.approx(10.0) and mps["weight_decay"] == 0.001
     assert seen["groups"][0]["weight_decay"] == 0.01 and seen["groups"][1]["weight_decay"] == 0.0
     assert sum(seen["client"][2]) == 4              # ZeRO's flat partition of the four β of vgg_small
+
+
+def test_a_resumed_run_takes_the_recipes_mps_lr_and_weight_decay(shards, tmp_path, capsys):
+    """What a PBT exploit does: resume a checkpoint with a perturbed optim.mps.lr (resume_check lets it);
+    the weights keep the quickstart's optim.weight_decay 1e-4."""
+    import glob
+
+    out = str(tmp_path / "run")
+    common = ("optim.name=sgd", "train.epochs=1", "train.eval_test=false", "tracking.enabled=false",
+              "schedule.name=constant", "schedule.warmup_epochs=0")
+    first = run(load_recipe(QUICKSTART, tiny(shards, out, tmp_path, *common, "train.max_steps=1", "optim.mps.lr=0.05")))
+    second = run(load_recipe(QUICKSTART, tiny(shards, out, tmp_path, *common, "train.max_steps=2", "train.resume=auto",
+                                              "optim.mps.lr=0.2", "optim.mps.weight_decay=0.003")))
+    assert "optim.mps.lr=0.2 replaces the checkpoint's 0.05" in capsys.readouterr().err
+    groups = []
+    for ck in (first["last_checkpoint"], second["last_checkpoint"]):
+        (path,) = glob.glob(os.path.join(ck, "optimizer*.bin"))
+        groups.append(torch.load(path, map_location="cpu", weights_only=False)["param_groups"])
+    assert [(g[GROUP_KEY], g["lr"], g["weight_decay"]) for g in groups[0]] == [
+        ("decay", 0.005, 0.0001), ("no_decay", 0.005, 0.0), ("mps", 0.05, 0.0)]
+    assert [(g[GROUP_KEY], g["lr"], g["weight_decay"]) for g in groups[1]] == [
+        ("decay", 0.005, 0.0001), ("no_decay", 0.005, 0.0), ("mps", pytest.approx(0.2), 0.003)]

@@ -19,8 +19,8 @@ QUICKSTART = os.path.join(ROOT, "recipes", "quickstart.yaml")
 
 def fixed(shards, tmp):
     return {"data.shards": shards, "data.size": 16, "data.T": 3, "data.batch_size": 16, "model.args.width": 0.5,
-            "train.epochs": 2, "train.max_steps": 24, "neuron.v_threshold": 0.5, "optim.name": "adamw",
-            "optim.lr": 0.01, "diagnostics.every": 0, "train.log_every": 4,
+            "train.epochs": 4, "neuron.v_threshold": 0.5, "optim.name": "adamw",
+            "optim.lr": 0.005, "diagnostics.every": 0, "train.log_every": 4,
             "tracking.uri": f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"}
 
 
@@ -59,6 +59,10 @@ def test_tables_equal_numbers_recomputed_from_the_runs_result_files(done, capsys
             assert s["n"] == 2 and s["values"] == pytest.approx(values.tolist())
             assert s["mean"] == pytest.approx(values.mean(), abs=1e-12)
             assert s["std"] == pytest.approx(values.std(ddof=1), abs=1e-12)
+    means = [s["mean"] for a in study["arms"].values() for s in a["metrics"].values()]
+    assert len({round(v, 9) for v in means}) > 2, means              # the runs learned: the keys differ
+    for arm in ("vanilla", "mps_tasg"):
+        files = [json.load(open(folder / arm / f"seed_{s}" / "per_timestep.json")) for s in (0, 1)]
         cell = f"{100 * np.mean([f['acc'] for f in files]):.2f} ± {100 * np.std([f['acc'] for f in files], ddof=1):.2f}"
         assert f"| {arm} | 2 | {cell} |" in open(folder / "study.md").read()
     # α at the end only for the MPS arm: the last mps/alpha values of each run's metrics.jsonl
