@@ -59,16 +59,16 @@ def test_resume_applies_the_recipes_optimizer_hyperparameters(shards, tmp_path):
     first = run(load_recipe(QUICKSTART, tiny(shards, out, tmp_path, *common, "train.max_steps=1",
                                              "optim.momentum=0.9", "optim.weight_decay=0.01")))
     groups = _param_groups(first["last_checkpoint"])
-    assert [g["momentum"] for g in groups] == [0.9, 0.9] and [g["weight_decay"] for g in groups] == [0.01, 0.0]
+    assert [g["momentum"] for g in groups] == [0.9, 0.9, 0.9] and [g["weight_decay"] for g in groups] == [0.01, 0.0, 0.0]
     second = run(load_recipe(QUICKSTART, tiny(shards, out, tmp_path, *common, "train.max_steps=2",
                                               "train.resume=auto", "optim.momentum=0.5", "optim.nesterov=true",
                                               "optim.weight_decay=0.02", "optim.lr=0.003")))
     assert second["steps"] == 2
     groups = _param_groups(second["last_checkpoint"])
-    assert [g["momentum"] for g in groups] == [0.5, 0.5]
-    assert [g["nesterov"] for g in groups] == [True, True]
-    assert [g["weight_decay"] for g in groups] == [0.02, 0.0]       # the no-decay group stays undecayed
-    assert [g["lr"] for g in groups] == pytest.approx([0.003, 0.003])
+    assert [g["momentum"] for g in groups] == [0.5, 0.5, 0.5]
+    assert [g["nesterov"] for g in groups] == [True, True, True]
+    assert [g["weight_decay"] for g in groups] == [0.02, 0.0, 0.0]  # no-decay and MPS (optim.mps) groups undecayed
+    assert [g["lr"] for g in groups] == pytest.approx([0.003, 0.003, 0.003])
 
 
 def test_resume_applies_adamw_betas_and_eps(shards, tmp_path):
@@ -78,5 +78,5 @@ def test_resume_applies_adamw_betas_and_eps(shards, tmp_path):
     second = run(load_recipe(QUICKSTART, tiny(shards, out, tmp_path, *common, "train.max_steps=2",
                                               "train.resume=auto", "optim.betas=[0.8, 0.99]", "optim.eps=1e-6")))
     groups = _param_groups(second["last_checkpoint"])
-    assert [tuple(g["betas"]) for g in groups] == [(0.8, 0.99), (0.8, 0.99)]
-    assert [g["eps"] for g in groups] == [1e-6, 1e-6]
+    assert [tuple(g["betas"]) for g in groups] == [(0.8, 0.99)] * 3
+    assert [g["eps"] for g in groups] == [1e-6] * 3

@@ -56,6 +56,14 @@ class DataConfig(Section):
                      ge=0, le=20)
 
 
+class MPSGroupConfig(Section):
+    """The parameter group of every MPS parameter β (α = sigmoid(β)), so that α can learn at its own pace
+    (docs/method.md, "The spiking core"). The group follows the learning-rate schedule like the weights."""
+
+    lr: Optional[float] = F(None, "base learning rate of β; null = optim.lr (PBT may perturb it)", gt=0)
+    weight_decay: float = F(0.0, "weight decay of β (0: decay would pull every α towards 0.5)", ge=0)
+
+
 class OptimConfig(Section):
     name: Literal["sgd", "adamw"] = F("sgd", "the optimizer")
     lr: float = F(0.1, "base learning rate (wins over a checkpoint's on resume: PBT)", gt=0)
@@ -65,6 +73,7 @@ class OptimConfig(Section):
     betas: list[Annotated[float, Field(ge=0, lt=1)]] = F([0.9, 0.999], "AdamW betas, two numbers in [0, 1)",
                                                          min_length=2, max_length=2)
     eps: float = F(1e-8, "AdamW epsilon", gt=0)
+    mps: MPSGroupConfig = F(default_factory=MPSGroupConfig, doc="the MPS parameters' own group (β of every LIF)")
 
 
 class ScheduleConfig(Section):
@@ -98,6 +107,8 @@ class TrainConfig(Section):
 class TrackingConfig(Section):
     enabled: bool = F(True, "record the run in MLflow")
     uri: Optional[str] = F(None, "MLflow store; null = $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    artifacts: Optional[str] = F(None, "where a new experiment keeps its artifacts (folder or URI); null = "
+                                       "artifacts/ beside a sqlite database, the server's own for http(s)")
     experiment: str = F("chorus", "MLflow experiment")
     run_name: Optional[str] = F(None, "MLflow run name; null = the recipe name")
     parent_run_id: Optional[str] = F(None, "nest the run under this one (chorus tune)")

@@ -1,8 +1,10 @@
 """MLflow tracking that never stops training (DESIGN.md, "Recipes and runs": metric names).
 
 One :class:`Tracker` per run, active on the main process only. Every metric is also appended to
-``metrics.jsonl`` in the run folder, so a tracking server that goes away loses nothing: the tracker
-says so once, stops calling MLflow, and training goes on. Uses ``MlflowClient`` (no global active run),
+``metrics.jsonl`` in the run folder, and every artifact (text or file) is also written there under its
+artifact path (a file already inside the run folder is not copied again), so the run folder holds every
+result with or without MLflow, and a tracking server that goes away loses nothing: the tracker says so
+once, stops calling MLflow, and training goes on. Uses ``MlflowClient`` (no global active run),
 so ``chorus.train.run`` can be called in-process by Ray Tune and nested under a parent run.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -21,9 +24,10 @@ _MAX_BATCH = 100
 
 class Tracker:
     def __init__(self, *, enabled: bool = True, uri: str | None = None, experiment: str = "chorus",
-                 local_dir: str | None = None, stream=None):
+                 local_dir: str | None = None, stream=None, artifacts: str | None = None):
         self.enabled = enabled
-        self.uri = uri or store.default_uri()
+        self.uri = store.absolute(uri or store.default_uri())
+        self.artifacts = artifacts
         self.experiment = experiment
         self.local_dir = local_dir
         self.stream = stream if stream is not None else sys.stderr
@@ -51,11 +55,16 @@ class Tracker:
             store.prepare(self.uri)
             self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(self.experiment)
+            root = store.artifact_root(self.uri, self.artifacts)
             if exp is None:
-                self.experiment_id = self.client.create_experiment(
-                    self.experiment, artifact_location=store.artifact_root(self.uri))
+                self.experiment_id = self.client.create_experiment(self.experiment, artifact_location=root)
             else:
                 self.experiment_id = exp.experiment_id
+                if not store.same_root(exp.artifact_location, root):
+                    print(f"[chorus] note: MLflow experiment '{self.experiment}' was made with its artifacts in "
+                          f"{exp.artifact_location} (not {root}); MLflow keeps them there"
+                          + (f", and the run folder {self.local_dir} holds them too" if self.local_dir else ""),
+                          file=self.stream, flush=True)
             if resume_run_id:
                 try:
                     self.client.update_run(resume_run_id, status="RUNNING")
@@ -102,11 +111,19 @@ class Tracker:
             self._call(self.client.log_batch, self.run_id, metrics=items[i:i + _MAX_BATCH])
 
     def log_text(self, text: str, artifact_file: str) -> None:
+        """``text`` as the artifact ``artifact_file`` (and the file of that name in the run folder)."""
+        if self.local_dir:
+            dest = os.path.join(self.local_dir, artifact_file)
+            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+            with open(dest, "w") as f:
+                f.write(text)
         if self._live():
             self._call(self.client.log_text, self.run_id, text, artifact_file)
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
-        """A file, or a folder's contents, under ``artifact_path``."""
+        """A file, or a folder's contents, under ``artifact_path`` (copied into the run folder as well,
+        unless it is already there)."""
+        self._mirror(path, artifact_path)
         if not self._live():
             return
         if os.path.isdir(path):
@@ -145,6 +162,20 @@ class Tracker:
             where = f"; metrics continue in {os.path.join(self.local_dir, 'metrics.jsonl')}" if self.local_dir else ""
             print(f"[chorus] WARNING: {why}. Training goes on without MLflow{where}.", file=self.stream,
                   flush=True)
+
+    def _mirror(self, path: str, artifact_path: str | None) -> None:
+        """Copy an artifact into the run folder at its artifact path; skip what is already inside it."""
+        if not self.local_dir:
+            return
+        root, src = os.path.realpath(self.local_dir), os.path.realpath(path)
+        if os.path.commonpath([root, src]) == root:
+            return
+        dest = os.path.join(self.local_dir, artifact_path or "")
+        if os.path.isdir(path):
+            shutil.copytree(path, dest, dirs_exist_ok=True)
+        else:
+            os.makedirs(dest, exist_ok=True)
+            shutil.copy2(path, os.path.join(dest, os.path.basename(path)))
 
     def _local(self, record: dict) -> None:
         if not self.local_dir:

@@ -39,15 +39,19 @@ class NonFiniteLoss(RuntimeError):
 def run(recipe: Recipe, hooks: Optional[TrainHooks] = None) -> dict:
     """Train ``recipe``; returns a summary dict (run folder, MLflow run, val/test results, model)."""
     hooks = as_hooks(hooks)
+    clock = session.Clock()                            # summary.json's wall_seconds
     manifest = components.open_shards(recipe)          # bad paths fail before anything is made
     acc = setup.make_accelerator(recipe)
     try:
         plan = make_plan(recipe, manifest, acc.process_index, acc.num_processes)
         loss_fn = EnsembleLoss(p_drop=recipe.loss.p_drop, **components.loss_kwargs(recipe)).train()
         r, progress = session.start(recipe, acc, plan, loss_fn)
+        progress.clock = clock
         with session.tracked(r, resumed=progress.last_ckpt is not None):
+            clock.until_now("startup")
             while not progress.done and progress.epoch < recipe.train.epochs:
-                train_epoch(r, progress)
+                with clock.part("training"):
+                    train_epoch(r, progress)
                 end_epoch(r, progress, hooks)
             return finish(r, progress)
     finally:
@@ -125,11 +129,13 @@ def end_epoch(r: Run, p: Progress, hooks: TrainHooks) -> None:
     """Validation, α and diagnostics of the epoch just trained, its checkpoint, then the hooks."""
     epoch, finished = p.epoch, p.batch >= r.plan.used_batches   # else: stopped mid-epoch by max_steps
     setup.sync_buffers(r.raw)
-    p.val = evaluate_split(r, "val")
+    with p.clock.part("evaluation"):
+        p.val = evaluate_split(r, "val")
     metrics = {**prefixed(p.val, "val"), **alpha_values(r.alpha_layers), "epoch": epoch + 1}
     metrics.pop("val/samples", None)
     if diagnostics_due(r, epoch + 1):
-        metrics.update(diagnostics(r, p, metrics))
+        with p.clock.part("diagnostics"):
+            metrics.update(diagnostics(r, p, metrics))
     r.tracker.log_metrics(metrics, p.step)
     p.history.append(metrics)
     if p.val:
@@ -137,7 +143,8 @@ def end_epoch(r: Run, p: Progress, hooks: TrainHooks) -> None:
               f"(first step {100 * p.val['acc_step_1']:.2f}%)  loss {p.val['loss']:.4f}")
     if finished:
         p.epoch, p.batch = epoch + 1, 0
-    r.save_checkpoint(p, val_acc=p.val.get("acc"))
+    with p.clock.part("checkpoints"):
+        r.save_checkpoint(p, val_acc=p.val.get("acc"))
     if r.main or hooks.all_ranks:                  # Ray Train's report wants every rank
         hooks.on_epoch_end(epoch, dict(metrics), p.last_ckpt)
     if session.broadcast(r.acc, bool(r.main and hooks.should_stop())):
@@ -174,9 +181,11 @@ def diagnostics(r: Run, p: Progress, metrics: dict) -> dict:
 
 
 def finish(r: Run, p: Progress) -> dict:
-    """Test evaluation, the per-timestep table, ``summary.json`` and the MLflow artifacts."""
+    """Test evaluation, the per-timestep table, ``summary.json`` (with ``wall_seconds``: the run's wall
+    time in parts, :class:`chorus.train.session.Clock`) and the artifacts (MLflow and the run folder)."""
     recipe, T = r.recipe, r.recipe.data.T
-    test = evaluate_split(r, "test") if recipe.train.eval_test else {}
+    with p.clock.part("test"):
+        test = evaluate_split(r, "test") if recipe.train.eval_test else {}
     final, split = (test, "test") if test else (p.val, "val")
     table = timestep_table(final, f"{recipe.name}: {split} accuracy per timestep (T = {T})") if final else ""
     rate = p.samples / p.train_time if p.train_time > 0 else 0.0
@@ -185,31 +194,36 @@ def finish(r: Run, p: Progress) -> dict:
                "val": p.val, "test": test, "table": table, "last_checkpoint": p.last_ckpt,
                "best_checkpoint": r.ckpt.best_path(), "best_val_acc": (r.ckpt.best or {}).get("val_acc")}
     if r.main:
-        record(r, summary, test, final)
+        record(r, summary, test, final, p.clock)
         summary["location"] = r.tracker.location()
         if table:
             r.say("\n" + table)
+        r.say(session.Clock.line(summary["wall_seconds"]))
         r.say(f"[chorus] run folder: {r.run_dir}\n[chorus] {summary['location']}")
+    else:
+        summary["wall_seconds"] = p.clock.summary()
     summary.update(distributed_type=str(r.acc.distributed_type).split(".")[-1], num_processes=r.acc.num_processes,
                    history=p.history, batches_this_rank=p.local_batches, model=r.raw)
     return summary
 
 
-def record(r: Run, summary: dict, test: dict, final: dict) -> None:
-    """The end of the MLflow run (main process): test metrics, summary, table, best checkpoint."""
+def record(r: Run, summary: dict, test: dict, final: dict, clock: session.Clock) -> None:
+    """The end of the run (main process): test metrics, table, best checkpoint, then ``summary.json``
+    with the wall time up to writing it; MLflow gets them as artifacts, the run folder holds them."""
     tracker, step = r.tracker, summary["steps"]
     if test:
         tracker.log_metrics({k: v for k, v in prefixed(test, "test").items() if k != "test/samples"}, step)
     tracker.log_metrics({"perf/samples_per_s": summary["samples_per_s"]}, step)
-    path = os.path.join(r.run_dir, "summary.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=1, default=str)
     if summary["table"]:
         tracker.log_text(summary["table"] + "\n", "per_timestep.md")
         tracker.log_text(json.dumps(final, indent=1), "per_timestep.json")
-    tracker.log_artifact(path)
     if r.recipe.tracking.log_checkpoint and r.ckpt.best_path():
         # what it takes to use the model (chorus eval / report), not the training state to resume it
         for name in USE_FILES:
             tracker.log_artifact(os.path.join(r.ckpt.best_path(), name), "checkpoints/best")
+    summary["wall_seconds"] = clock.summary()
+    path = os.path.join(r.run_dir, "summary.json")
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=1, default=str)
+    tracker.log_artifact(path)
     tracker.end("FINISHED")

@@ -10,12 +10,12 @@ from chorus.config import Recipe, RecipeError, recipe_from_dict, to_dict
 from chorus.config.yaml_io import yaml_load
 
 # Safe to change on resume: length and bookkeeping of the run, what is re-applied to the optimizer on
-# resume (chorus.train.optim.rebase_lr / reapply_hparams: PBT perturbs optim.lr), evaluation-only and
+# resume (chorus.train.optim.rebase_lr / reapply_hparams: PBT perturbs optim.lr, optim.mps.lr), evaluation-only and
 # reader-thread settings, and where and how the run is recorded.
 SAFE = ("name", "description", "train.epochs", "train.max_steps", "train.out_dir", "train.resume",
         "train.resume_changes", "train.keep_last", "train.checkpoint_every", "train.log_every", "train.progress",
         "train.eval_test", "optim.lr", "optim.momentum", "optim.nesterov", "optim.weight_decay", "optim.betas",
-        "optim.eps", "data.workers", "data.eval_batch_size", "tracking.*", "diagnostics.*")
+        "optim.eps", "optim.mps", "data.workers", "data.eval_batch_size", "tracking.*", "diagnostics.*")
 
 
 def _keys(d: dict) -> dict:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -21,6 +22,44 @@ from chorus.train.checkpoint import CheckpointManager
 from chorus.train.optim import build_optimizer, build_scheduler, reapply_hparams, rebase_lr
 from chorus.train.precision import Precision
 from chorus.train.preflight import Plan
+
+
+WALL_PARTS = ("startup", "training", "evaluation", "diagnostics", "checkpoints", "test")
+
+
+@dataclass
+class Clock:
+    """Wall time of one ``run`` call in parts (``summary.json`` ``wall_seconds``): start-up (everything
+    before the first epoch: Accelerate, shards, model, resume, MLflow), training (the epochs' steps,
+    mid-epoch checkpoints included), evaluation (validation), diagnostics, checkpoints (at epoch ends),
+    test, and other (the rest: logging, hooks, results); the parts add up to ``total``."""
+
+    t0: float = field(default_factory=time.perf_counter)
+    parts: dict = field(default_factory=lambda: dict.fromkeys(WALL_PARTS, 0.0))
+
+    @contextlib.contextmanager
+    def part(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] += time.perf_counter() - t
+
+    def until_now(self, name: str) -> None:
+        """Give ``name`` the time since the start not yet counted in any part."""
+        self.parts[name] += max(0.0, time.perf_counter() - self.t0 - sum(self.parts.values()))
+
+    def summary(self) -> dict:
+        total = time.perf_counter() - self.t0
+        out = dict(self.parts)
+        out["other"] = max(0.0, total - sum(out.values()))
+        return {**out, "total": total}
+
+    @staticmethod
+    def line(wall: dict) -> str:
+        names = {"startup": "start-up"}
+        parts = ", ".join(f"{names.get(k, k)} {v:.1f}" for k, v in wall.items() if k != "total")
+        return f"[chorus] wall time {wall['total']:.1f} s: {parts}"
 
 
 @dataclass
@@ -37,6 +76,7 @@ class Progress:
     val: dict = field(default_factory=dict)
     history: list = field(default_factory=list)   # per-epoch metric dicts
     done: bool = False
+    clock: Clock = field(default_factory=Clock)   # the loop gives it the one started with the run
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "samples": self.samples}
@@ -143,10 +183,10 @@ def resume(run: Run, progress: Progress, path: str) -> None:
     progress.samples = state.get("samples", 0)
     run.say(f"[chorus] resumed from {path} (epoch {progress.epoch + 1}, batch {progress.batch}, "
             f"step {progress.step})")
-    lr = run.recipe.optim.lr
-    saved_lr = rebase_lr(run.optimizer, run.scheduler, lr)
-    if saved_lr is not None:
-        run.say(f"[chorus] learning rate: optim.lr={lr:g} replaces the checkpoint's {saved_lr:g}")
+    changed = {("optim.mps.lr" if g == "mps" else "optim.lr"): v
+               for g, v in (rebase_lr(run.optimizer, run.scheduler, run.recipe.optim) or {}).items()}
+    for key, (old, new) in changed.items():
+        run.say(f"[chorus] learning rate: {key}={new:g} replaces the checkpoint's {old:g}")
     for key, (old, new) in reapply_hparams(run.optimizer, run.recipe.optim).items():
         run.say(f"[chorus] optimizer {key}: the recipe's {new} replaces the checkpoint's {old}")
 
@@ -159,7 +199,8 @@ def tracked(run: Run, resumed: bool):
     try:
         if run.main:
             tc = recipe.tracking
-            run.tracker = Tracker(enabled=tc.enabled, uri=tc.uri, experiment=tc.experiment, local_dir=run.run_dir)
+            run.tracker = Tracker(enabled=tc.enabled, uri=tc.uri, experiment=tc.experiment, local_dir=run.run_dir,
+                                  artifacts=tc.artifacts)
             old = {}
             if resumed and os.path.isfile(info):
                 with open(info) as f:
