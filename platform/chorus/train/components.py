@@ -24,10 +24,12 @@ def open_shards(recipe: Recipe) -> dict:
     """Read ``data.shards``/manifest.json; errors name ``data.shards``, its value and the recipe file."""
     from chorus.data import read_manifest
 
+    from chorus.config import paths
+
     folder = recipe.data.shards
     if not os.path.isdir(folder):
-        raise RecipeError(f"data.shards: folder {folder!r} does not exist{_where(recipe)} "
-                          f"(make it with `chorus shard CARD --out {folder}`)")
+        raise RecipeError(f"data.shards: folder {folder!r} does not exist ({paths.set_in(recipe.source, 'data', 'shards', folder)}; "
+                          f"{paths.tried(folder, recipe.source)}) (make it with `chorus shard CARD --out {folder}`)")
     if not os.path.isfile(os.path.join(folder, "manifest.json")):
         raise RecipeError(f"data.shards: {folder!r} has no manifest.json{_where(recipe)} "
                           f"(is it a folder written by `chorus shard`?)")
