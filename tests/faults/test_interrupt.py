@@ -4,6 +4,7 @@ the run left alone (issue 18.11, 13.1)."""
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -25,7 +26,7 @@ def test_signal_stops_cleanly_with_a_resumable_checkpoint(sig, code, tmp_path_fa
     proc = subprocess.Popen(cmd, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while proc.poll() is None and not ((out / "metrics.jsonl").exists()
                                        and len((out / "metrics.jsonl").read_text().splitlines()) >= 3):
-        pass
+        time.sleep(0.05)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == code, stderr[-2000:]
