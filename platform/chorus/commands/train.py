@@ -54,6 +54,14 @@ def run(args) -> int:
     except NonFiniteLoss as e:
         print(f"chorus train: {e}", file=sys.stderr)
         return 3
+    except (OSError, RuntimeError) as e:           # a checkpoint write that ran out of space: one line
+        from chorus.train.write_errors import describe
+
+        message = describe(e, args.recipe)
+        if message is None:
+            raise
+        print(f"chorus train: error: {message}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Iterable
 import yaml
 from pydantic import ValidationError
 
+from chorus.config import paths
 from chorus.config.base import RecipeError, describe_error
 from chorus.config.schema import Recipe
 from chorus.config.yaml_io import apply_overrides, read_yaml
@@ -28,6 +29,9 @@ def recipe_from_dict(data: dict, overrides: Iterable[str] = (), source: str | No
     except ValidationError as e:
         raise describe_error(Recipe, e, RecipeError, source) from None
     recipe._source = source
+    # relative paths written in a recipe mean the same folder from any working directory (config/paths.py)
+    recipe.data.shards = paths.resolve(recipe.data.shards, source, os.path.isdir)
+    recipe.train.deepspeed = paths.resolve(recipe.train.deepspeed, source, os.path.isfile)
     return recipe
 
 

@@ -26,6 +26,8 @@ def open_shards(recipe: Recipe) -> dict:
     from chorus.data import read_manifest
     from chorus.data.urls import is_remote
 
+    from chorus.config import paths
+
     folder = recipe.data.shards
     if not is_remote(folder):
         from chorus.data.urls import normalize
@@ -35,8 +37,9 @@ def open_shards(recipe: Recipe) -> dict:
         except Exception as e:
             raise RecipeError(f"data.shards: {e}{_where(recipe)}") from e
         if not os.path.isdir(local):
-            raise RecipeError(f"data.shards: folder {folder!r} does not exist{_where(recipe)} "
-                              f"(make it with `chorus shard CARD --out {folder}`)")
+            raise RecipeError(f"data.shards: folder {folder!r} does not exist "
+                              f"({paths.set_in(recipe.source, 'data', 'shards', folder)}; "
+                              f"{paths.tried(folder, recipe.source)}) (make it with `chorus shard CARD --out {folder}`)")
         if not os.path.isfile(os.path.join(local, "manifest.json")):
             raise RecipeError(f"data.shards: {folder!r} has no manifest.json{_where(recipe)} "
                               f"(is it a folder written by `chorus shard`?)")

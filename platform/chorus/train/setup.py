@@ -25,15 +25,29 @@ def deepspeed_path(recipe: Recipe) -> str | None:
     if recipe.train.deepspeed:
         return recipe.train.deepspeed
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
-        return os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") or None
+        from chorus.config import paths
+
+        # written relative to the repository root in infra/accelerate/*.yaml; Accelerate passes it verbatim
+        return paths.resolve(os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") or None, None, os.path.isfile)
     return None
+
+
+def _missing_deepspeed(recipe: Recipe, path: str) -> RecipeError:
+    """The error for a DeepSpeed JSON that is not there, naming where the path came from."""
+    from chorus.config import paths
+
+    if recipe.train.deepspeed:
+        return RecipeError(f"train.deepspeed: file {path!r} does not exist "
+                           f"({paths.set_in(recipe.source, 'train', 'deepspeed', path)}; {paths.tried(path, recipe.source)})")
+    return RecipeError(f"deepspeed_config_file {path!r} of the `accelerate launch` config (passed as "
+                       f"ACCELERATE_DEEPSPEED_CONFIG_FILE) does not exist ({paths.tried(path)})")
 
 
 def deepspeed_config(recipe: Recipe, world_size: int) -> dict:
     path = deepspeed_path(recipe)
     where = f" in {recipe.source}" if recipe.source else ""
     if not os.path.isfile(path):
-        raise RecipeError(f"train.deepspeed: file {path!r} does not exist{where}")
+        raise _missing_deepspeed(recipe, path)
     try:
         with open(path) as f:
             cfg = json.load(f)

@@ -1,16 +1,20 @@
 """Start a local Ray instance for a search, or join an existing cluster.
 
 ``address`` (``--address``) or ``RAY_ADDRESS`` joins a running cluster; otherwise a private local
-instance is started (no dashboard, its own temporary folder) and shut down afterwards. An already
-initialised Ray (e.g. a test's shared instance) is used as it is and left running.
+instance is started (no dashboard, its own temporary folder recording its owner) and shut down
+afterwards; what a killed driver's instance left is cleaned up first (:mod:`chorus.tune.ray_leftovers`).
+An already initialised Ray (e.g. a test's shared instance) is used as it is and left running.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from typing import Iterator, Optional
+
+from chorus.tune.ray_leftovers import PREFIX, clean_dead_instances, write_owner
 
 # Environment variables handed on to trial processes (set where the driver runs).
 PASSED_ENV = ("MLFLOW_DISABLE_TELEMETRY", "MLFLOW_TRACKING_URI", "RAY_AUTH_MODE", "PYTHONHASHSEED",
@@ -39,9 +43,12 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None,
     if address and address != "local":
         ray.init(address=address, runtime_env=runtime_env(), log_to_driver=True)
     else:
+        # a driver killed earlier may have left its instance's agents and folder: stop and remove them
+        clean_dead_instances(stream=sys.stderr)
         if temp_dir is None:
             # Short path: Ray's socket paths must stay under ~107 characters.
-            temp_dir = owned_tmp = tempfile.mkdtemp(prefix="chorus-ray-", dir="/tmp")
+            temp_dir = owned_tmp = tempfile.mkdtemp(prefix=PREFIX, dir="/tmp")
+            write_owner(temp_dir)
         kwargs = {"num_cpus": num_cpus}
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus

@@ -141,6 +141,33 @@ def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: s
         client.set_tag(run.info.run_id, STATUS_TAG, label)
 
 
+def supersede_children(uri: str, parent_run_id: Optional[str], trial_id: str, client=None) -> int:
+    """Before trial ``trial_id`` starts again from scratch (no checkpoint: a driver or trial killed
+    before its first report), retire the child runs of its earlier attempts: end them KILLED, tag them
+    ``chorus.tune.status = superseded`` and delete them (MLflow's soft delete: the run and its metrics
+    stay in the store, ``mlflow runs restore`` brings them back), so the search keeps one child per
+    trial and the rerun, which logs every step again, is that child. Returns how many were retired."""
+    if not parent_run_id:
+        return 0
+    if client is None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
+    )
+    for run in runs:
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status="KILLED")
+        client.set_tag(run.info.run_id, STATUS_TAG, "superseded")
+        client.set_tag(run.info.run_id, "chorus.tune.superseded",
+                       "the trial was restarted from scratch (no checkpoint); the rerun is the trial's child")
+        client.delete_run(run.info.run_id)
+    return len(runs)
+
+
 def _tune_callback_base():
     from ray.tune import Callback
 

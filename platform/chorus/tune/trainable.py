@@ -22,7 +22,7 @@ import shutil
 from typing import Any, Callable, Optional
 
 from chorus.train.hooks import Hooks
-from chorus.tune.mlflow_runs import TRIAL_TAG
+from chorus.tune.mlflow_runs import TRIAL_TAG, supersede_children
 from chorus.tune.space import to_overrides
 
 # Trial defaults (a search recipe's ``fixed`` section overrides them): no progress bars, no checkpoint
@@ -136,6 +136,23 @@ def restore_checkpoint(out_dir: str, checkpoint) -> Optional[str]:
     return dst
 
 
+def fresh_start(ctx: dict, trial_id: str, out_dir: str) -> None:
+    """A trial (re)starting without a checkpoint: an earlier attempt's MLflow child run (a driver or
+    trial killed before the first report) is retired, so the search keeps one child per trial
+    (:func:`chorus.tune.mlflow_runs.supersede_children`), and its stale ``run.json`` goes."""
+    if os.path.isfile(os.path.join(out_dir, "run.json")):
+        os.remove(os.path.join(out_dir, "run.json"))
+    if ctx.get("tracking", True) and ctx.get("parent_run_id"):
+        try:
+            n = supersede_children(ctx["uri"], ctx["parent_run_id"], trial_id)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop the trial
+            print(f"[chorus tune] could not retire the earlier MLflow runs of trial {trial_id}: {exc}", flush=True)
+            return
+        if n:
+            print(f"[chorus tune] trial {trial_id} starts again from scratch: its earlier MLflow run "
+                  f"({n}) is closed KILLED, tagged superseded and deleted (restorable)", flush=True)
+
+
 def _enter_cwd(ctx: dict) -> None:
     """Relative paths of recipes (``data.shards``, ...) mean the folder ``chorus tune`` ran in; Ray
     starts trials in their trial folder, so go back there when this machine has it."""
@@ -164,6 +181,8 @@ def run_trial(config: dict, ctx: dict) -> None:
     out_dir = trial_run_dir(ctx, trial_id)
     values = trial_values_from_keys(ctx["keys"], config)
     resume = restore_checkpoint(out_dir, tune.get_checkpoint())
+    if resume is None:
+        fresh_start(ctx, trial_id, out_dir)
     recipe = trial_recipe(ctx, values, trial_id, out_dir, resume)
     train_run(recipe, hooks=TuneHooks(ctx["metric"], tune.report, tune.Checkpoint, epochs=recipe.train.epochs))
 
@@ -221,6 +240,8 @@ def _worker_loop(cfg: dict) -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     resume = _local_checkpoint(cfg["out_dir"])
+    if resume is None and rank == 0:
+        fresh_start(ctx, cfg["trial_id"], cfg["out_dir"])
     recipe = trial_recipe(ctx, cfg["values"], cfg["trial_id"], cfg["out_dir"], resume)
     hooks = TuneHooks(ctx["metric"], train.report, train.Checkpoint, rank=rank, all_ranks=True,
                       epochs=recipe.train.epochs)
