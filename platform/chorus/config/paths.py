@@ -59,7 +59,7 @@ def resolve(value: Optional[str], source: Optional[str] = None,
             exists: Callable[[str], bool] = os.path.exists) -> Optional[str]:
     """``value`` as written when absolute or found from the working directory; else the first of
     :func:`bases` where it exists, as an absolute path; else ``value`` unchanged."""
-    if not value or os.path.isabs(value):
+    if not value or os.path.isabs(value) or "://" in value:   # URLs (s3://, https://) are not paths
         return value
     for i, (_, folder) in enumerate(bases(source)):
         path = os.path.join(folder, value)
