@@ -126,7 +126,7 @@ def test_checkpoint_round_trip_restores_model_optimizer_scheduler_and_rng(tmp_pa
         for _ in range(2):              # wander off, then come back
             step()
         torch.rand(5)
-        assert mgr.load(path) == {"epoch": 0, "batch": 3, "step": 3}
+        assert mgr.load(path) == {"epoch": 0, "batch": 3, "step": 3, "finite": True}
         again = [torch.rand(3), np.random.rand(), random.random()]
         assert torch.equal(again[0], want[0]) and again[1:] == want[1:]      # RNG states restored
         mgr.load(path)

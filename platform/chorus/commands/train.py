@@ -2,7 +2,9 @@
 (chorus.train.run). ``--help-recipe`` lists every recipe key; ``--recipe-schema`` prints its JSON Schema.
 
 Works alone or under ``accelerate launch`` (see infra/accelerate/cpu_multi.yaml for 2 CPU processes).
-Exit codes: 0 done, 2 bad recipe or unreadable data (one line naming the problem), 3 non-finite loss.
+Exit codes: 0 done, 2 bad recipe, unreadable data or a run folder held by another run (one line naming
+the problem, or the holder's host and pid), 3 non-finite loss, 130 / 143 stopped by SIGINT / SIGTERM at a
+safe point (a resumable checkpoint written; one line says how to resume).
 """
 from __future__ import annotations
 
@@ -42,18 +44,24 @@ def run(args) -> int:
     if not args.recipe:
         args.parser.error("the recipe is required (or --help-recipe / --recipe-schema)")
     from chorus.data import DataError
+    from chorus.folder_lock import FolderLockedError
     from chorus.train import NonFiniteLoss
+    from chorus.train.interrupt import Interrupted
     from chorus.train import run as train
 
     try:
         recipe = load_recipe(args.recipe, overrides_of(args))
         train(recipe)
-    except (RecipeError, DataError) as e:
+    except (RecipeError, DataError, FolderLockedError) as e:
         print(f"chorus train: error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLoss as e:
         print(f"chorus train: {e}", file=sys.stderr)
         return 3
+    except Interrupted as e:
+        if e.main:
+            print(f"chorus train: {e.args[0]}; resume with: {resume_command(args, e.run_dir)}", file=sys.stderr)
+        return e.exit_code
     except (OSError, RuntimeError) as e:           # a checkpoint write that ran out of space: one line
         from chorus.train.write_errors import describe
 
@@ -63,6 +71,16 @@ def run(args) -> int:
         print(f"chorus train: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def resume_command(args, run_dir: str) -> str:
+    """The command line that continues a stopped run (under a launcher: after the same launcher)."""
+    import os
+    import shlex
+
+    words = ["chorus", "train", args.recipe, *args.overrides, "--resume", "--out", args.out or run_dir]
+    launched = " (under the same `accelerate launch ...`)" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    return shlex.join(words) + launched
 
 
 def add_parser(sub) -> None:

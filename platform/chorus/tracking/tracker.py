@@ -6,6 +6,13 @@ artifact path (a file already inside the run folder is not copied again), so the
 result with or without MLflow, and a tracking server that goes away loses nothing: the tracker says so
 once, stops calling MLflow, and training goes on. Uses ``MlflowClient`` (no global active run),
 so ``chorus.train.run`` can be called in-process by Ray Tune and nested under a parent run.
+
+With ``hold`` (the training loop sets it) MLflow receives metrics only as far as a checkpoint covers
+them: rows wait in ``pending`` until :meth:`flush` (after each checkpoint, and at the end), and a
+checkpoint records :meth:`mark` (where ``metrics.jsonl`` stood). A resumed run calls
+:meth:`resume_log` with its checkpoint's mark: rows after it are cut from ``metrics.jsonl`` and the
+rows MLflow may lack (those between the previous flush and the mark) are sent unless already there,
+so each step's metrics appear once in both (issue 18, item 2).
 """
 from __future__ import annotations
 
@@ -36,6 +43,12 @@ class Tracker:
         self.experiment_id: str | None = None
         self.failed = False
         self.warnings: list[str] = []
+        self.hold = False
+        self.pending: list[tuple[dict, int, int]] = []   # (metrics, step, timestamp ms) not yet sent
+        self.pending_from = 0        # metrics.jsonl size where ``pending`` began
+        self.sent = 0                # metric values MLflow accepted
+        self.last_sent_step: int | None = None
+        self.lost_at_step: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str] | None = None,
@@ -98,17 +111,72 @@ class Tracker:
             self._call(self.client.log_batch, self.run_id, params=items[i:i + _MAX_BATCH])
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """Log finite numbers at ``step`` (to MLflow if live, always to metrics.jsonl)."""
+        """Log finite numbers at ``step`` (always to metrics.jsonl; to MLflow if live, now or -- with
+        ``hold`` -- at the next :meth:`flush`)."""
         clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-        self._local({"step": int(step), "time": time.time(), **clean})
+        now = time.time()
+        self._local({"step": int(step), "time": now, **clean})
         if not self._live() or not clean:
             return
+        if self.hold:
+            self.pending.append((clean, int(step), int(now * 1000)))
+        else:
+            self._send(clean, int(step), int(now * 1000))
+
+    def _send(self, clean: dict[str, float], step: int, ts: int) -> None:
         from mlflow.entities import Metric
 
-        ts = int(time.time() * 1000)
-        items = [Metric(k, v, ts, int(step)) for k, v in clean.items()]
+        items = [Metric(k, v, ts, step) for k, v in clean.items()]
         for i in range(0, len(items), _MAX_BATCH):
+            if not self._live():
+                break
             self._call(self.client.log_batch, self.run_id, metrics=items[i:i + _MAX_BATCH])
+            if self.failed:
+                self.lost_at_step = step
+            else:
+                self.sent += len(items[i:i + _MAX_BATCH])
+                self.last_sent_step = step
+
+    def flush(self) -> None:
+        """Send the held rows to MLflow (after a checkpoint that covers them)."""
+        rows, self.pending = self.pending, []
+        for clean, step, ts in rows:
+            if self._live():
+                self._send(clean, step, ts)
+        self.pending_from = self._local_size()
+
+    def mark(self) -> dict | None:
+        """Where metrics.jsonl stands, for a checkpoint's state (``None`` without a run folder)."""
+        if not self.local_dir:
+            return None
+        return {"bytes": self._local_size(), "pending_from": self.pending_from}
+
+    def resume_log(self, mark: dict | None) -> None:
+        """Continue the log of a resumed run from a checkpoint's :meth:`mark` (see the module's note)."""
+        path = os.path.join(self.local_dir or "", "metrics.jsonl")
+        if not mark or not self.local_dir or not os.path.isfile(path):
+            return
+        end, start = int(mark["bytes"]), min(int(mark["pending_from"]), int(mark["bytes"]))
+        with open(path, "rb+") as f:
+            f.seek(start)
+            unsent = f.read(max(end - start, 0)).decode().splitlines()
+            f.truncate(end)
+        self.pending_from = end
+        if self._live() and unsent:
+            self._send_missing([json.loads(line) for line in unsent if line.strip()])
+
+    def _send_missing(self, rows: list[dict]) -> None:
+        """Send the metrics of ``rows`` (metrics.jsonl records) that MLflow does not hold yet."""
+        keys = {k for row in rows for k in row if k not in ("step", "time")}
+        have = set()
+        for key in keys:
+            hist = self._call(self.client.get_metric_history, self.run_id, key) or []
+            have |= {(key, m.step, m.timestamp) for m in hist}
+        for row in rows:
+            step, ts = int(row["step"]), int(row["time"] * 1000)
+            clean = {k: v for k, v in row.items() if k not in ("step", "time") and (k, step, ts) not in have}
+            if clean and self._live():
+                self._send(clean, step, ts)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """``text`` as the artifact ``artifact_file`` (and the file of that name in the run folder)."""
@@ -139,8 +207,14 @@ class Tracker:
     def location(self) -> str:
         if not self.enabled:
             return "MLflow: tracking disabled (tracking.enabled=false)"
+        local = os.path.join(self.local_dir, "metrics.jsonl") if self.local_dir else "nowhere"
+        if self.run_id is not None and self.failed:      # the run exists on the server, in part
+            where = (f"at step {self.lost_at_step}" if self.lost_at_step is not None else
+                     f"after step {self.last_sent_step}" if self.last_sent_step is not None else "after the run started")
+            last = f" (up to step {self.last_sent_step})" if self.last_sent_step is not None else ""
+            return (f"MLflow: run {self.run_id} at {self.uri}, {self.sent} metric values logged{last} before "
+                    f"the server was lost {where} ({self.warnings[0]}); full metrics in {local}")
         if self.run_id is None or self.failed:
-            local = os.path.join(self.local_dir, "metrics.jsonl") if self.local_dir else "nowhere"
             return f"MLflow: not recorded ({self.warnings[0] if self.warnings else 'offline'}); metrics in {local}"
         return (f"MLflow: {self.uri}  experiment '{self.experiment}' (id {self.experiment_id})  run {self.run_id}\n"
                 f"        view with: mlflow ui --backend-store-uri {self.uri}")
@@ -177,6 +251,10 @@ class Tracker:
             os.makedirs(dest, exist_ok=True)
             shutil.copy2(path, os.path.join(dest, os.path.basename(path)))
 
+    def _local_size(self) -> int:
+        path = os.path.join(self.local_dir or "", "metrics.jsonl")
+        return os.path.getsize(path) if self.local_dir and os.path.isfile(path) else 0
+
     def _local(self, record: dict) -> None:
         if not self.local_dir:
             return
@@ -201,3 +279,9 @@ class NullTracker(Tracker):
 
     def location(self) -> str:
         return ""
+
+    def mark(self):  # noqa: D102
+        return None
+
+    def resume_log(self, mark) -> None:  # noqa: D102
+        return None

@@ -4,7 +4,8 @@ A checkpoint is a folder ``{run}/checkpoints/step_{step:09d}`` written by every 
 ``.tmp-step_...`` and renamed into place by the main process (``os.replace``): a crash while saving
 leaves only a temporary folder, never a broken checkpoint. It holds Accelerate's state (optimizer,
 registered scheduler, grad scaler, RNG states of every process; DeepSpeed's ZeRO shards) plus
-``trainer_state.json`` (epoch, batch position in the epoch, optimizer step, best accuracy),
+``trainer_state.json`` (epoch, batch position in the epoch, optimizer step, best accuracy, and
+``finite``: whether every parameter and buffer -- BatchNorm running statistics included -- is finite),
 ``model.pt`` (the full weights) and ``recipe.yaml`` (the resolved recipe).
 
 The weights are written once: ``model.pt`` is what ``chorus eval``, ``chorus report`` and a resume
@@ -52,6 +53,28 @@ def latest_checkpoint(root: str) -> str | None:
 def read_state(path: str) -> dict:
     with open(os.path.join(path, STATE_FILE)) as f:
         return json.load(f)
+
+
+def is_good(path: str) -> bool:
+    """Checkpoint ``path`` was recorded with finite parameters and buffers (``finite`` in its state;
+    a checkpoint written before that key existed is read from its ``model.pt``)."""
+    state = read_state(path)
+    if "finite" in state:
+        return bool(state["finite"])
+    return all_finite(load_model_weights(path))
+
+
+def last_good_checkpoint(root: str) -> str | None:
+    """The newest complete checkpoint under ``root`` whose parameters and buffers are all finite."""
+    for path in reversed(list_checkpoints(root)):
+        if is_good(path):
+            return path
+    return None
+
+
+def all_finite(weights: dict) -> bool:
+    """Every floating tensor of a state dict (parameters and buffers) is finite."""
+    return all(bool(torch.isfinite(v).all()) for v in weights.values() if torch.is_tensor(v) and v.is_floating_point())
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -107,6 +130,7 @@ class CheckpointManager:
             torch.save({k: v.detach().float().cpu() if v.dtype in (torch.bfloat16, torch.float16) else v.detach().cpu()
                         for k, v in weights.items()}, os.path.join(tmp, MODEL_FILE))
             save_recipe(recipe, os.path.join(tmp, RECIPE_FILE))
+            state = {**state, "finite": all_finite(weights)}
             _write_json(os.path.join(tmp, STATE_FILE), state)   # last: marks the folder complete
             if os.path.exists(final):                           # same step saved again (epoch end)
                 trash = os.path.join(self.root, f".old-{name}")
@@ -116,18 +140,22 @@ class CheckpointManager:
             else:
                 os.replace(tmp, final)
             best = self.best
-            if val_acc is not None and (best is None or val_acc > best["val_acc"]):
+            if val_acc is not None and state["finite"] and (best is None or val_acc > best["val_acc"]):
                 _write_json(os.path.join(self.root, BEST_FILE), {"name": name, "val_acc": val_acc,
                                                                  "step": state["step"], "epoch": state["epoch"]})
             self._prune()
         acc.wait_for_everyone()
         return final
 
+    def last_good(self) -> str | None:
+        """The newest checkpoint with finite parameters and buffers (what a NaN stop names)."""
+        return last_good_checkpoint(self.root)
+
     def _prune(self) -> None:
         keep = set(list_checkpoints(self.root)[-self.keep_last:])
-        b = self.best_path()
-        if b:
-            keep.add(b)
+        for b in (self.best_path(), self.last_good()):   # never prune the best nor the last good one
+            if b:
+                keep.add(b)
         for path in list_checkpoints(self.root):
             if path not in keep:
                 shutil.rmtree(path, ignore_errors=True)

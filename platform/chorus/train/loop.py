@@ -22,14 +22,15 @@ from tqdm import tqdm
 
 from chorus.config import Recipe
 from chorus.losses import EnsembleLoss
-from chorus.train import components, session, setup
-from chorus.train.checkpoint import USE_FILES
+from chorus.train import components, interrupt, session, setup
+from chorus.train.checkpoint import USE_FILES, checkpoint_name
 from chorus.train.evaluate import alpha_values, evaluate, first_batches, run_diagnostics
 from chorus.train.hooks import TrainHooks, as_hooks
+from chorus.train.interrupt import StopSignals
 from chorus.train.metrics import prefixed, timestep_table
 from chorus.train.preflight import make_plan
 from chorus.train.session import Progress, Run
-from chorus.train.stats import DeviceSums, StepStats, Window
+from chorus.train.stats import DeviceSums, StepStats
 
 
 class NonFiniteLoss(RuntimeError):
@@ -42,19 +43,24 @@ def run(recipe: Recipe, hooks: Optional[TrainHooks] = None) -> dict:
     clock = session.Clock()                            # summary.json's wall_seconds
     manifest = components.open_shards(recipe)          # bad paths fail before anything is made
     acc = setup.make_accelerator(recipe)
+    r = None
     try:
         plan = make_plan(recipe, manifest, acc.process_index, acc.num_processes)
         loss_fn = EnsembleLoss(p_drop=recipe.loss.p_drop, **components.loss_kwargs(recipe)).train()
         r, progress = session.start(recipe, acc, plan, loss_fn)
         progress.clock = clock
-        with session.tracked(r, resumed=progress.last_ckpt is not None):
+        with session.tracked(r, progress), StopSignals() as r.stop:
             clock.until_now("startup")
             while not progress.done and progress.epoch < recipe.train.epochs:
                 with clock.part("training"):
                     train_epoch(r, progress)
                 end_epoch(r, progress, hooks)
+                if signum := interrupt.agree(acc, r.stop):   # a signal during the epoch's end (one reduce)
+                    raise stopped(r, progress, signum)
             return finish(r, progress)
     finally:
+        if r is not None:
+            r.close()
         setup.release(acc)
 
 
@@ -65,7 +71,8 @@ def train_epoch(r: Run, p: Progress) -> None:
     r.model.train()
     bar = tqdm(total=used, initial=p.batch, desc=f"epoch {p.epoch + 1}/{t.epochs}", unit="batch", leave=True,
                disable=not (r.main and t.progress), file=sys.stderr, dynamic_ncols=True)
-    sums, window, t0 = DeviceSums(r.acc.device), Window(), time.perf_counter()
+    sums, t0 = DeviceSums(r.acc.device), time.perf_counter()
+    window = p.window                              # restored by a resume: the averages match an unbroken run
     for x, y in components.iterate(loader):
         if p.batch >= used:
             break
@@ -86,6 +93,10 @@ def train_epoch(r: Run, p: Progress) -> None:
             break
         if t.checkpoint_every and p.step % t.checkpoint_every == 0 and p.batch < used:
             r.save_checkpoint(p)                   # a safe point: between optimizer steps
+        signum = interrupt.agreed(stats.sigint, stats.sigterm)   # reduced with the step's statistics
+        if signum:
+            bar.close()
+            raise stopped(r, p, signum)
     bar.close()
     p.train_time += time.perf_counter() - t0
 
@@ -103,9 +114,9 @@ def train_step(r: Run, sums: DeviceSums, x, y, p: Progress) -> Optional[StepStat
         sums.add(parts, logits, y)
         # once per optimizer step, before the backward that steps (DeepSpeed steps inside it):
         # every process stops together on a NaN/inf loss
-        stats = sums.read(acc) if acc.sync_gradients else None
+        stats = sums.read(acc, r.stop.flags()) if acc.sync_gradients else None
         if stats is not None and stats.nonfinite:
-            raise _non_finite(stats, p, t.grad_accum)
+            raise _non_finite(stats, p, t.grad_accum, r.ckpt.last_good())
         acc.backward(r.precision.scale(parts["loss"]))
     if stats is None:
         return None
@@ -118,11 +129,23 @@ def train_step(r: Run, sums: DeviceSums, x, y, p: Progress) -> Optional[StepStat
     return stats
 
 
-def _non_finite(stats: StepStats, p: Progress, grad_accum: int) -> NonFiniteLoss:
+def _non_finite(stats: StepStats, p: Progress, grad_accum: int, good: Optional[str]) -> NonFiniteLoss:
+    """The stop's message names the newest checkpoint whose parameters and buffers are all finite (a
+    checkpoint saved while BatchNorm statistics were already inf is not one), or says there is none."""
     where = f"batch {p.batch + 1}" if grad_accum == 1 else f"batches {p.batch + 2 - grad_accum}-{p.batch + 1}"
     return NonFiniteLoss(f"non-finite loss ({stats.loss / max(stats.samples, 1):.4g}) at step {p.step + 1} "
                          f"(epoch {p.epoch + 1}, {where}); training stopped. "
-                         f"Last good checkpoint: {p.last_ckpt or 'none yet'}")
+                         f"Last good checkpoint (finite parameters and buffers): "
+                         f"{good or 'none (no checkpoint of this run has finite parameters and buffers)'}")
+
+
+def stopped(r: Run, p: Progress, signum: int) -> interrupt.Interrupted:
+    """A stop signal at a safe point: the checkpoint to resume from (written now unless this step has
+    one), then :class:`~chorus.train.interrupt.Interrupted` (every process raises it)."""
+    ckpt = p.last_ckpt
+    if not (ckpt and os.path.basename(ckpt) == checkpoint_name(p.step) and os.path.isdir(ckpt)):
+        ckpt = r.save_checkpoint(p)
+    return interrupt.Interrupted(signum, p.step, ckpt, r.run_dir, main=r.main)
 
 
 def end_epoch(r: Run, p: Progress, hooks: TrainHooks) -> None:

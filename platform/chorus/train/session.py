@@ -15,13 +15,15 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from chorus.config import Recipe, flatten, save_recipe, to_dict
+from chorus.config import Recipe, RecipeError, flatten, save_recipe, to_dict
+from chorus.folder_lock import FolderLock, FolderLockedError
 from chorus.tracking import NullTracker, Tracker
 from chorus.train import components, resume_check, rundir, setup
 from chorus.train.checkpoint import CheckpointManager
 from chorus.train.optim import build_optimizer, build_scheduler, reapply_hparams, rebase_lr
 from chorus.train.precision import Precision
 from chorus.train.preflight import Plan
+from chorus.train.stats import StepStats, Window
 
 
 WALL_PARTS = ("startup", "training", "evaluation", "diagnostics", "checkpoints", "test")
@@ -77,9 +79,19 @@ class Progress:
     history: list = field(default_factory=list)   # per-epoch metric dicts
     done: bool = False
     clock: Clock = field(default_factory=Clock)   # the loop gives it the one started with the run
+    window: Window = field(default_factory=Window)   # the train/* averaging window: checkpointed
+    metrics_mark: Optional[dict] = None   # where metrics.jsonl stood at the resumed checkpoint
 
     def state(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "samples": self.samples}
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "samples": self.samples,
+                "window": self.window.state()}
+
+    def restore(self, state: dict) -> None:
+        """The counters and the log window of a checkpoint's ``state()``."""
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.samples = state.get("samples", 0)
+        self.window = Window.restored(state.get("window"))
+        self.metrics_mark = state.get("metrics_log")
 
 
 @dataclass
@@ -99,6 +111,14 @@ class Run:
     alpha_layers: list
     deepspeed: bool
     tracker: Any = field(default_factory=NullTracker)
+    lock: Optional[FolderLock] = None      # the run folder's (main process)
+    stop: Any = None                       # chorus.train.interrupt.StopSignals while the run trains
+
+    def close(self) -> None:
+        """Release the run folder (the lock); the run's other parts go with the Accelerator."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def main(self) -> bool:
@@ -115,8 +135,11 @@ class Run:
                                       start_batch=start_batch)
 
     def save_checkpoint(self, progress: Progress, val_acc: Optional[float] = None) -> str:
-        """The one way a checkpoint is written (every process takes part)."""
-        progress.last_ckpt = self.ckpt.save(progress.state(), self.model, self.recipe, val_acc=val_acc)
+        """The one way a checkpoint is written (every process takes part); it records where metrics.jsonl
+        stands, and MLflow then receives the metrics it covers (:class:`chorus.tracking.Tracker` ``hold``)."""
+        state = {**progress.state(), "metrics_log": self.tracker.mark()}
+        progress.last_ckpt = self.ckpt.save(state, self.model, self.recipe, val_acc=val_acc)
+        self.tracker.flush()
         return progress.last_ckpt
 
 
@@ -128,27 +151,58 @@ def broadcast(acc, obj):
     return broadcast_object_list([obj])[0]
 
 
-def place(recipe: Recipe, acc) -> tuple[str, Optional[str]]:
-    """``(run_dir, checkpoint to resume)``, decided on the main process (run folder names carry a time
-    stamp) and broadcast; a refusal there is raised on every process alike."""
-    answer = None
+def place(recipe: Recipe, acc) -> tuple[str, Optional[str], Optional[FolderLock]]:
+    """``(run_dir, checkpoint to resume, the run folder's lock)``, decided on the main process (run folder
+    names carry a time stamp) and broadcast; a refusal there is raised on every process alike. The main
+    process holds the folder's :class:`~chorus.folder_lock.FolderLock` (one writer per run folder, issue 19
+    item 2): taken on ``train.out_dir`` before it is read, so a second ``chorus train --out D`` is refused
+    naming the holder; other processes get ``None``."""
+    answer, lock = None, None
     if acc.is_main_process:
         try:
+            lock = _lock(recipe.train.out_dir) if recipe.train.resume in ("never", "auto") else None
             run_dir, resume_from = rundir.resolve(recipe)
+            lock = lock or _lock(run_dir)
             if resume_from:
                 resume_check.check_resume(recipe, resume_from)
             answer = (run_dir, resume_from)
+        except FolderLockedError as e:   # its own arguments do not pickle: broadcast as a RecipeError
+            answer = RecipeError(f"run folder {e}")
         except Exception as e:     # a RecipeError: every process raises it
+            if lock is not None:
+                lock.release()
             answer = e
     answer = broadcast(acc, answer)
     if isinstance(answer, Exception):
         raise answer
-    return answer
+    return (*answer, lock)
+
+
+def _lock(folder: Optional[str]) -> Optional[FolderLock]:
+    """Lock run folder ``folder`` (made when missing); ``None`` for no folder or a path that is a file
+    (:func:`chorus.train.rundir.resolve` names that error)."""
+    if not folder or (os.path.exists(folder) and not os.path.isdir(folder)):
+        return None
+    folder = os.path.abspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    return FolderLock(folder, purpose="chorus train").acquire()
 
 
 def start(recipe: Recipe, acc, plan: Plan, loss_fn: nn.Module) -> tuple[Run, Progress]:
     """Make the run folder (the first thing written), prepare model and optimizer, and resume."""
-    run_dir, resume_from = place(recipe, acc)
+    run_dir, resume_from, lock = place(recipe, acc)
+    try:
+        run, progress = _start(recipe, acc, plan, loss_fn, run_dir, resume_from)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    run.lock = lock
+    return run, progress
+
+
+def _start(recipe: Recipe, acc, plan: Plan, loss_fn: nn.Module, run_dir: str,
+           resume_from: Optional[str]) -> tuple[Run, Progress]:
     if acc.is_main_process:
         os.makedirs(run_dir, exist_ok=True)
         save_recipe(recipe, os.path.join(run_dir, "recipe.yaml"))
@@ -178,9 +232,7 @@ def start(recipe: Recipe, acc, plan: Plan, loss_fn: nn.Module) -> tuple[Run, Pro
 
 def resume(run: Run, progress: Progress, path: str) -> None:
     """Restore checkpoint ``path``; the recipe's optimizer settings win over the saved ones (PBT)."""
-    state = run.ckpt.load(path)
-    progress.epoch, progress.batch, progress.step = state["epoch"], state["batch"], state["step"]
-    progress.samples = state.get("samples", 0)
+    progress.restore(run.ckpt.load(path))
     run.say(f"[chorus] resumed from {path} (epoch {progress.epoch + 1}, batch {progress.batch}, "
             f"step {progress.step})")
     changed = {("optim.mps.lr" if g == "mps" else "optim.lr"): v
@@ -192,26 +244,32 @@ def resume(run: Run, progress: Progress, path: str) -> None:
 
 
 @contextlib.contextmanager
-def tracked(run: Run, resumed: bool):
-    """The run's MLflow record (main process): started here (a resumed run continues its MLflow run),
-    ended FAILED (KILLED on Ctrl+C) by any exception inside, which then propagates."""
+def tracked(run: Run, progress: Progress):
+    """The run's MLflow record (main process): started here (a resumed run continues its MLflow run and
+    its metrics.jsonl from the checkpoint's mark), ended FAILED -- KILLED on a stop signal or Ctrl+C --
+    by any exception inside, which then propagates."""
     recipe, info = run.recipe, os.path.join(run.run_dir, "run.json")
     try:
         if run.main:
             tc = recipe.tracking
             run.tracker = Tracker(enabled=tc.enabled, uri=tc.uri, experiment=tc.experiment, local_dir=run.run_dir,
                                   artifacts=tc.artifacts)
+            run.tracker.hold = True        # MLflow gets what a checkpoint covers (Progress, Run.save_checkpoint)
             old = {}
-            if resumed and os.path.isfile(info):
+            if progress.last_ckpt is not None and os.path.isfile(info):
                 with open(info) as f:
                     old = json.load(f)
             run.tracker.start(tc.run_name or recipe.name, flatten(to_dict(recipe)),
                               tags={"chorus.recipe": recipe.source or "", "chorus.run_dir": run.run_dir, **tc.tags},
                               parent_run_id=tc.parent_run_id, resume_run_id=old.get("mlflow_run_id"))
+            run.tracker.resume_log(progress.metrics_mark)
             with open(info, "w") as f:
                 json.dump({"mlflow_run_id": run.tracker.run_id, "tracking_uri": run.tracker.uri}, f)
             run.tracker.log_artifact(os.path.join(run.run_dir, "recipe.yaml"))
         yield run.tracker
     except BaseException as e:
-        run.tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        from chorus.train.interrupt import Interrupted
+
+        run.tracker.flush()
+        run.tracker.end("KILLED" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "FAILED")
         raise

@@ -22,12 +22,15 @@ class StepStats:
     correct: float = 0.0
     samples: float = 0.0
     nonfinite: float = 0.0        # micro-batches whose loss was NaN or inf
+    sigint: float = 0.0           # processes that received SIGINT / SIGTERM (chorus.train.interrupt)
+    sigterm: float = 0.0
 
     def __add__(self, other: "StepStats") -> "StepStats":
         return StepStats(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 
 
 _FIELDS = [f.name for f in dataclasses.fields(StepStats)]
+_SIGNAL = slice(_FIELDS.index("sigint"), _FIELDS.index("sigterm") + 1)
 
 
 class DeviceSums:
@@ -41,14 +44,18 @@ class DeviceSums:
     def add(self, parts: dict, logits: torch.Tensor, target: torch.Tensor) -> None:
         n = target.shape[0]
         loss = parts["loss"].detach()
+        zero = torch.zeros((), device=loss.device)
         stats = {"loss": loss * n, "loss_ce": parts["loss_ce"].detach() * n,
                  "loss_tasg": parts["loss_tasg"].detach() * n,
                  "correct": (logits.detach().float().mean(0).argmax(-1) == target).sum(),
-                 "samples": torch.tensor(n, device=loss.device), "nonfinite": (~torch.isfinite(loss)).sum()}
+                 "samples": torch.tensor(n, device=loss.device), "nonfinite": (~torch.isfinite(loss)).sum(),
+                 "sigint": zero, "sigterm": zero}
         self.values += torch.stack([stats[k].double() for k in _FIELDS])
 
-    def read(self, accelerator) -> StepStats:
-        """The step's totals over every process; resets the sums."""
+    def read(self, accelerator, signals: tuple[float, float] = (0.0, 0.0)) -> StepStats:
+        """The step's totals over every process, with this process's stop-signal flags (``(sigint,
+        sigterm)``) summed in the same reduce; resets the sums."""
+        self.values[_SIGNAL] = torch.tensor(signals, dtype=torch.float64).to(self.values.device, non_blocking=True)
         values = accelerator.reduce(self.values, reduction="sum") if accelerator.num_processes > 1 else self.values
         out = StepStats(*values.tolist())
         self.values.zero_()
@@ -61,6 +68,14 @@ class Window:
 
     stats: StepStats = dataclasses.field(default_factory=StepStats)
     started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the window: its sums (the time it started is this process's)."""
+        return dataclasses.asdict(self.stats)
+
+    @classmethod
+    def restored(cls, state: dict | None) -> "Window":
+        return cls(StepStats(**{k: v for k, v in (state or {}).items() if k in _FIELDS}))
 
     def metrics(self, lr: float, epoch_progress: float) -> dict[str, float]:
         """The ``train/*`` metrics of the window (docs/method.md, "Recipes and runs": metric names); starts a new window."""
