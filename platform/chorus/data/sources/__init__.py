@@ -14,6 +14,7 @@ from chorus.data.errors import DataError
 
 REGISTRY = {
     "embedded-ndigits": "chorus.data.sources.embedded:NDigitsSource",
+    "embedded-nmotion": "chorus.data.sources.embedded:NMotionSource",
     "embedded-shapes3d": "chorus.data.sources.embedded:Shapes3DSource",
     "aedat4-folders": "chorus.data.sources.cifar10dvs:AEDAT4FolderSource",
     "aedat-folders": "chorus.data.sources.cifar10dvs:AEDATFolderSource",

@@ -1,9 +1,9 @@
-"""Sources of the embedded datasets (N-Digits, Shapes3D): generated, not read from disk."""
+"""Sources of the embedded datasets (N-Digits, N-Motion, Shapes3D): generated, not read from disk."""
 from __future__ import annotations
 
 import numpy as np
 
-from chorus.data.embedded import ndigits, shapes3d
+from chorus.data.embedded import ndigits, nmotion, shapes3d
 
 
 class NDigitsSource:
@@ -31,6 +31,27 @@ class NDigitsSource:
     def load(self, item: dict) -> np.ndarray:
         self._load()
         return ndigits.generate_sample(self._images[item["index"]], self.seed, item["index"])
+
+
+class NMotionSource:
+    """Shapes moving along two legs at right angles, class = the ordered pair of directions
+    (:mod:`chorus.data.embedded.nmotion`)."""
+
+    needs_raw = False
+    kind = "events"
+
+    def __init__(self, card: dict, raw=None):
+        options = card["options"]
+        self.seed = int(options.get("seed", 0))
+        self.per_class = int(options.get("per_class", nmotion.PER_CLASS))
+        self.distractors = int(options.get("distractors", nmotion.DISTRACTORS))
+
+    def items(self) -> list[dict]:
+        n = self.per_class * len(nmotion.CLASSES)
+        return [{"label": i % len(nmotion.CLASSES), "source": "procedural", "index": i} for i in range(n)]
+
+    def load(self, item: dict) -> np.ndarray:
+        return nmotion.generate_sample(item["label"], self.seed, item["index"], self.distractors)
 
 
 class Shapes3DSource:
