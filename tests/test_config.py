@@ -22,7 +22,7 @@ BASE = {"name": "t", "model": {"name": "vgg_small"}, "data": {"shards": "data/x"
 def test_load_defaults_and_values(tmp_path):
     r = load_recipe(write(tmp_path, BASE))
     assert r.name == "t" and r.data.T == 4 and r.data.batch_size == 8 and r.train.epochs == 2
-    assert r.neuron.tau == 2.0 and r.neuron.v_threshold == 1.0 and r.loss.temperature == 2.0  # DESIGN defaults
+    assert r.neuron.tau == 2.0 and r.neuron.v_threshold == 1.0 and r.loss.temperature == 2.0  # docs/method.md defaults
     assert r.source.endswith("r.yaml")
 
 

@@ -1,6 +1,6 @@
 """``chorus.convert`` against SpikingJelly models built from SpikingJelly layers (issue 4).
 
-With MPS off a converted model must compute exactly what the SpikingJelly original computed (DESIGN.md:
+With MPS off a converted model must compute exactly what the SpikingJelly original computed (docs/method.md:
 the chorus LIF with MPS off is SpikingJelly's LIFNode); with MPS on it must train.
 """
 import pytest

@@ -1,5 +1,5 @@
 """Firing rates, synaptic operations and energy of tiny networks with known weights, against values
-worked out by hand from DESIGN.md's LIF equations (τ = 2, V_th = 1, hard reset to 0, decay_input)::
+worked out by hand from docs/method.md's LIF equations (τ = 2, V_th = 1, hard reset to 0, decay_input)::
 
     H(t) = V(t−1) + (X(t) − V(t−1)) / 2,   S(t) = [H(t) ≥ 1],   V(t) = H(t)·(1 − S(t))
 

@@ -10,7 +10,7 @@ from chorus.neurons.surrogate import spike
 
 
 def hand_step(x, v, hs_prev, alpha, p):
-    """DESIGN.md's equations for decay_input and the hard reset to V_r = 0, written out (mps_init
+    """docs/method.md's equations for decay_input and the hard reset to V_r = 0, written out (mps_init
     "first": ``hs_prev`` is None at the first step, H~(1) = H(1))."""
     h = v + (x - v) / p.tau
     hs = alpha * hs_prev + (1 - alpha) * h if p.mps and hs_prev is not None else h

@@ -1,4 +1,4 @@
-"""TASG and the ensemble loss against hand-computed values (DESIGN.md, "The spiking core")."""
+"""TASG and the ensemble loss against hand-computed values (docs/method.md, "The spiking core")."""
 import math
 
 import pytest

@@ -1,6 +1,6 @@
 """Chorus LIF vs SpikingJelly's ``LIFNode(step_mode="m")`` (an independent implementation).
 
-With MPS off the DESIGN.md equations are SpikingJelly's, so spikes must be identical and input
+With MPS off the docs/method.md equations are SpikingJelly's, so spikes must be identical and input
 gradients equal to fp32 rounding. Also: MPS on with α forced to 0 is exactly the vanilla LIF.
 """
 import itertools

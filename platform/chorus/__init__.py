@@ -1,6 +1,6 @@
 """Chorus: distributed training of spiking neural networks as ensembles of temporal subnetworks.
 
-The spiking core (``chorus.neurons``, ``chorus.losses``) implements the equations of DESIGN.md
+The spiking core (``chorus.neurons``, ``chorus.losses``) implements the equations of docs/method.md
 ("The spiking core"): LIF neurons with membrane potential smoothing (MPS) and the temporally adjacent
 subnetwork guidance (TASG) loss.
 """

@@ -1,4 +1,4 @@
-"""``chorus shard``: raw dataset → WebDataset shards + manifest (DESIGN.md "Shards"), or verify them."""
+"""``chorus shard``: raw dataset → WebDataset shards + manifest (docs/method.md "Shards"), or verify them."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""The data platform (DESIGN.md "Shards"; docs/architecture.md "Data").
+"""The data platform (docs/method.md "Shards"; docs/architecture.md "Data").
 
 Raw datasets (or the embedded N-Digits and Shapes3D) → WebDataset shards + ``manifest.json``
 (:func:`shard`), then streaming ``[T, B, ...]`` batches for any number of ranks (:func:`make_loader`).

@@ -1,4 +1,4 @@
-"""Augmentation (DESIGN.md "Shards": augmentation happens in the reader).
+"""Augmentation (docs/method.md "Shards": augmentation happens in the reader).
 
 Event frames ``[T, 2, H, W]`` get the NDA set (Li et al., "Neuromorphic Data Augmentation", 2022),
 the same draw applied to every timestep: horizontal ``flip`` with probability p, then one of

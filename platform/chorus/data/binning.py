@@ -1,4 +1,4 @@
-"""Events and spikes → T frames (DESIGN.md "Shards": binning happens in the reader), vectorised.
+"""Events and spikes → T frames (docs/method.md "Shards": binning happens in the reader), vectorised.
 
 Follows tonic's ``ToFrame`` conventions exactly (overlap 0):
 

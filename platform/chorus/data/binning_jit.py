@@ -1,7 +1,7 @@
 """Compiled event binning (numba): the loop behind :func:`chorus.data.binning.batch_event_frames`.
 
 One pass over a sample's events adds 1 to ``out[frame, b, p, lut_y[y], lut_x[x]]``, with tonic's
-frame conventions (DESIGN.md "Shards"; see :mod:`chorus.data.binning`). Compiled on first use and
+frame conventions (docs/method.md "Shards"; see :mod:`chorus.data.binning`). Compiled on first use and
 cached on disk; ``available()`` is False where numba is missing, and the numpy path is used.
 The kernel first checks every event (coordinates on the sensor, polarity 0/1) and adds nothing
 if one is off; the caller turns that into a clear error.

@@ -1,4 +1,4 @@
-"""Dataset cards (DESIGN.md "Layout": ``datasets/*.yaml``): load and check one card.
+"""Dataset cards (``datasets/*.yaml``; docs/architecture.md): load and check one card.
 
 A card is plain YAML data: ``name``, ``kind`` (events | spikes | points), ``source`` (the raw format a
 source reader understands), ``layout`` (the expected folder layout, as text), ``sensor_size``

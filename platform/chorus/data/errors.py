@@ -1,4 +1,4 @@
-"""Errors of the data platform (DESIGN.md "Shards"): every message names the file and key at fault."""
+"""Errors of the data platform (docs/method.md "Shards"): every message names the file and key at fault."""
 from __future__ import annotations
 
 

@@ -1,4 +1,4 @@
-"""``manifest.json`` of a shard set (DESIGN.md "Shards"): read it, check it, verify the shards.
+"""``manifest.json`` of a shard set (docs/method.md "Shards"): read it, check it, verify the shards.
 
 The manifest holds ``dataset``, ``kind``, ``classes``, ``num_classes``, ``sensor_size``,
 ``source_format``, ``split_policy`` (policy, seed, val_fraction), ``sample_order`` (which splits the

@@ -1,6 +1,6 @@
 """Which samples form which batch on which rank, from the manifest's per-shard counts alone.
 
-The rule that keeps DDP from hanging and evaluation exact (DESIGN.md "Shards", issue "Reader"):
+The rule that keeps DDP from hanging and evaluation exact (docs/method.md "Shards", issue "Reader"):
 
 - Samples are numbered in *stream order*: shards in manifest order (training: permuted by
   ``(seed, epoch)``), samples in tar order within a shard.

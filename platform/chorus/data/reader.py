@@ -1,4 +1,4 @@
-"""``make_loader``: shard set → streaming ``(x, y)`` batches (DESIGN.md "Shards", "Data flow").
+"""``make_loader``: shard set → streaming ``(x, y)`` batches (docs/method.md "Shards", "Data flow").
 
 A rank reads, with a ``webdataset`` pipeline (shard list → tar expansion that reads only the wanted
 samples, :mod:`chorus.data.tarwalk` → webdataset's ``group_by_keys``), the shards that hold its

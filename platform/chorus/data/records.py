@@ -1,4 +1,4 @@
-"""One sample in a shard (DESIGN.md "Shards"): encode, decode and validate its payload.
+"""One sample in a shard (docs/method.md "Shards"): encode, decode and validate its payload.
 
 A sample is a WebDataset group of files sharing a key: the payload (``events.npy``, ``spikes.npy``,
 ``points.npy`` or ``frames.npy``), ``cls`` (the label as decimal text) and ``json`` (source file and

@@ -1,4 +1,4 @@
-"""Split policies (DESIGN.md "Shards": split policy and seed in the manifest).
+"""Split policies (docs/method.md "Shards": split policy and seed in the manifest).
 
 Every policy works per class on the items in the order the source lists them:
 

@@ -1,4 +1,4 @@
-"""Decoded samples → one batch tensor (DESIGN.md "Shards": binning happens in the reader).
+"""Decoded samples → one batch tensor (docs/method.md "Shards": binning happens in the reader).
 
 Vectorised per batch: the events of all samples are binned together
 (:func:`chorus.data.binning.batch_event_frames`), one ``bincount`` writing the ``[T, B, 2, h, w]``

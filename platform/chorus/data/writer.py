@@ -1,4 +1,4 @@
-"""``shard``: raw dataset files → WebDataset tar shards + ``manifest.json`` (DESIGN.md "Shards").
+"""``shard``: raw dataset files → WebDataset tar shards + ``manifest.json`` (docs/method.md "Shards").
 
 Samples are read and encoded in parallel processes and written by the main process split by split
 into ``{split}-{000000..}.tar``, ``train`` and ``val`` in a random order seeded by the card's split

@@ -5,7 +5,7 @@ the layer input X (only when gradients are on, in the autograd graph, for the te
 the output spikes and the detached states H~(t), V(t−1) (``lif.record_states``). Spikes of every
 spiking layer feed the firing rates; every synaptic layer feeds the operation counter. Leaving the
 context removes the hooks and restores ``record_states`` and ``last_states``: a model outside a
-``Recorder`` runs exactly as if diagnostics did not exist (DESIGN.md: neurons keep no state).
+``Recorder`` runs exactly as if diagnostics did not exist (docs/method.md: neurons keep no state).
 
 A layer called more than once in one forward pass (a shared or recurrent layer) has its calls joined
 along the time axis. A module that steps a ``LIF``'s equations itself instead of calling it (it exposes

@@ -1,6 +1,6 @@
 """Initial-state statistics: the quantitative form of the paper's Figure 1.
 
-Subnetwork t inherits the carried potential V(t−1) (DESIGN.md, "The spiking core"); the paper claims
+Subnetwork t inherits the carried potential V(t−1) (docs/method.md, "The spiking core"); the paper claims
 that with zero initial potential the first subnetworks see very different initial states, and that MPS
 narrows the spread. For every spiking layer and timestep t this module measures the mean and the
 (population) standard deviation of V(t−1) and of H~(t) over all neurons and samples, and the gap

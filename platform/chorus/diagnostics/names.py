@@ -1,6 +1,6 @@
 """MLflow metric names of the diagnostics, built and parsed in one place.
 
-DESIGN.md ("Recipes and runs") fixes ``membrane/mean_{t}/{layer}``, ``membrane/std_{t}/{layer}`` and
+docs/method.md ("Recipes and runs") fixes ``membrane/mean_{t}/{layer}``, ``membrane/std_{t}/{layer}`` and
 ``mps/alpha/{layer}``; docs/architecture.md adds ``firing/{layer}/{t}`` and ``energy/...``. Timesteps
 ``t`` and prefix lengths ``k`` count from 1 as in the paper; the distance to the loss ``d`` from 0.
 
@@ -26,7 +26,7 @@ def acc_first(k: int) -> str:
 
 
 # Membrane statistics. ``kind`` "" is the carried potential V(t-1) (the initial state of subnetwork t,
-# DESIGN.md); "htilde_" is the smoothed potential H~(t).
+# docs/method.md); "htilde_" is the smoothed potential H~(t).
 MEMBRANE_KINDS = {"v_prev": "", "h_tilde": "htilde_"}
 MEMBRANE_STATS = ("mean", "std")
 GAP_STATS = ("dmean", "dstd", "w1")

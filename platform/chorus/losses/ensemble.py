@@ -1,4 +1,4 @@
-"""The ensemble training loss: ``L = CE(mean_t o_t, y) + γ·L_TASG`` (DESIGN.md, "The spiking core").
+"""The ensemble training loss: ``L = CE(mean_t o_t, y) + γ·L_TASG`` (docs/method.md, "The spiking core").
 
 ``ce="mean"`` (default) applies cross-entropy to the mean of the per-timestep logits (the ensemble
 output); ``ce="tet"`` replaces it by the per-timestep CE of TET, 1/T Σ_t CE(o_t, y).

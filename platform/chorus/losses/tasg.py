@@ -1,4 +1,4 @@
-"""Temporally adjacent subnetwork guidance (TASG), DESIGN.md "The spiking core".
+"""Temporally adjacent subnetwork guidance (TASG), docs/method.md "The spiking core".
 
 With per-timestep logits o_1..o_T and temperature τ_kd, the later timestep teaches the earlier::
 

@@ -4,7 +4,7 @@ Each SpikingJelly ``LIFNode`` / ``IFNode`` in multi-step mode is replaced by a c
 :class:`~chorus.neurons.LIF` with the node's own settings (τ, V_th, V_r or soft reset, decay_input,
 detach_reset, surrogate), overlaid with the ``neuron`` settings given here (MPS on unless they say
 otherwise). Weights are untouched, so with ``mps=False`` the converted model computes the same outputs
-as before (DESIGN.md: with MPS off the chorus LIF is SpikingJelly's LIFNode).
+as before (docs/method.md: with MPS off the chorus LIF is SpikingJelly's LIFNode).
 
 The IF neuron (H = V + X) is the τ → ∞ limit of the LIF without input decay. It becomes a LIF with
 ``decay_input=False`` and τ = ``IF_TAU`` = 1e30: the leak (V − V_r)/τ is then below float32 resolution

@@ -1,6 +1,6 @@
 """Building blocks shared by the model zoo: time folded into the batch, one reshape per block.
 
-DESIGN.md, "The spiking core": tensors are time-first ``[T, B, ...]``; layers without time dynamics
+docs/method.md, "The spiking core": tensors are time-first ``[T, B, ...]``; layers without time dynamics
 (conv, BN, linear, pooling) fold time into the batch and see ``[T·B, ...]``. A block here folds once
 (a view), runs all its stateless layers, and unfolds once (a view) before its ``LIF``.
 
@@ -63,7 +63,7 @@ class LinearBNLIF(nn.Module):
 class Readout(nn.Module):
     """The classifier head: flatten and a linear layer per timestep → logits ``[T, B, classes]``.
 
-    The per-timestep logits are the members of the temporal ensemble (DESIGN.md, introduction).
+    The per-timestep logits are the members of the temporal ensemble (docs/method.md, introduction).
     """
 
     def __init__(self, fin: int, num_classes: int, dropout: float = 0.0):

@@ -7,7 +7,7 @@ batch); only the recurrent product and the neuron are stepped. The BatchNorm (``
 sparse SHD spike input from leaving a fresh network silent; with ``bn=False`` it is ``W x + b``.
 
 The chorus ``LIF`` layer takes whole sequences, so the recurrent layer steps the same equations
-(DESIGN.md, "The spiking core") with :func:`lif_step`, using its ``LIF``'s settings and β; the stepped
+(docs/method.md, "The spiking core") with :func:`lif_step`, using its ``LIF``'s settings and β; the stepped
 spikes are the layer's output (the neuron runs once per timestep, never a second time). With the
 recurrent weights at zero the layer gives exactly the spikes of ``LIF(BN(W x))`` (tested).
 

@@ -1,4 +1,4 @@
-"""Surrogate gradients for the firing step S(t) = Θ(H~(t) − V_th) (DESIGN.md, "The spiking core").
+"""Surrogate gradients for the firing step S(t) = Θ(H~(t) − V_th) (docs/method.md, "The spiking core").
 
 The forward pass is always the Heaviside step ``x >= 0``; only the backward pass differs:
 
@@ -30,7 +30,7 @@ def check_surrogate(name: str, alpha: float | None) -> float:
 
 
 def heaviside(x: torch.Tensor) -> torch.Tensor:
-    """Θ(x) with Θ(0) = 1, as in DESIGN.md (``x >= 0``), in the dtype of ``x``."""
+    """Θ(x) with Θ(0) = 1, as in docs/method.md (``x >= 0``), in the dtype of ``x``."""
     return (x >= 0).to(x.dtype)
 
 

@@ -1,5 +1,5 @@
 """``chorus report``: a self-contained HTML report and a Markdown summary of one run, or of two runs
-side by side with the differences (issue 7; the figures and tables behind PAPER.md's claims).
+side by side with the differences (issue 7; the figures and tables behind docs/paper.md's claims).
 
 ``make_report(refs, out_dir, tracking_uri=None)`` reads each reference (MLflow run id, run folder or
 checkpoint folder; :mod:`chorus.report.sources`) and writes ``report.html`` and ``report.md``.

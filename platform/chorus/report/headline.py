@@ -1,4 +1,4 @@
-"""The headline numbers of a report: one row per claim of PAPER.md, one column per run, plus Δ.
+"""The headline numbers of a report: one row per claim of docs/paper.md, one column per run, plus Δ.
 
 - accuracy of the ensemble, of the first timestep alone and of the first k = 1 (Table 1's k = 1);
 - the spread of initial states across timesteps: mean Wasserstein-1 gap of V(t−1) and of H~(t)

@@ -1,4 +1,4 @@
-"""MLflow tracking that never stops training (DESIGN.md, "Recipes and runs": metric names).
+"""MLflow tracking that never stops training (docs/method.md, "Recipes and runs": metric names).
 
 One :class:`Tracker` per run, active on the main process only. Every metric is also appended to
 ``metrics.jsonl`` in the run folder, and every artifact (text or file) is also written there under its

@@ -1,4 +1,4 @@
-"""N-Digits: scikit-learn's handwritten digits recorded as an event camera would (DESIGN.md "Shards").
+"""N-Digits: scikit-learn's handwritten digits recorded as an event camera would (docs/method.md "Shards").
 
 The embedded event dataset that needs no download. Each 8×8 digit (real handwriting shipped inside
 scikit-learn) is upscaled onto a 34×34 sensor and moved along three saccades, as N-MNIST was recorded

@@ -1,4 +1,4 @@
-"""Shapes3D: procedural point clouds of 10 solids (DESIGN.md "Shards": ``points.npy`` float32 [N, 3]).
+"""Shapes3D: procedural point clouds of 10 solids (docs/method.md "Shards": ``points.npy`` float32 [N, 3]).
 
 The embedded point-cloud dataset. Each sample draws ``POINTS`` points uniformly (by area) from the
 surface of one solid, then applies a random anisotropic scale, a random rotation about the up axis
