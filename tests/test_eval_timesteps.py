@@ -89,7 +89,7 @@ def test_cli_states_and_records_the_meaning(trained, capsys):
     _, ck, _, tmp = trained
     assert cli(["eval", ck, "--split", "val", "--timesteps", "6", "--json", str(tmp / "r.json")]) == 0
     out = capsys.readouterr().out
-    assert "time mode: rebin (re-bin: the same events binned into K frames)" in out
+    assert "time mode: rebin: re-bin: the same events binned into K frames" in out
     assert json.load(open(tmp / "r.json"))["time_mode"] == "rebin"
     assert cli(["eval", ck, "--split", "val", "-T", "6", "--time-mode", "extend-loop", "--json", str(tmp / "l.json")]) == 0
     out = capsys.readouterr().out

@@ -39,10 +39,12 @@ def run(args) -> int:
         print(f"chorus eval: error: {e}", file=sys.stderr)
         return 2
     print(result.pop("table"))
-    print(f"time mode: {result['time_mode']} ({result['time_mode_meaning']})")
+    print(f"time mode: {result['time_mode']}: {result['time_mode_meaning']}")
     if "early_exit_table" in result:
         print()
         print(result.pop("early_exit_table"))
+        if "early_exit_file" in result:
+            print(f"early-exit curve written to {result['early_exit_file']} (chorus report shows it)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -16,7 +16,8 @@ class RunData:
     final validation/test results). ``histories``: name → ``[(epoch, value)]`` for the metrics plotted
     over training (α, validation accuracy, training loss). ``figures``: PNGs logged by the diagnostics
     at ``diag_epoch`` (the membrane histograms cannot be redrawn from metrics). ``params``: the
-    flattened recipe (``neuron.mps``, ``loss.gamma``, ...).
+    flattened recipe (``neuron.mps``, ``loss.gamma``, ...). ``early_exit``: the early-exit curve
+    (:mod:`chorus.report.early_exit`), when the run has one.
     """
 
     ref: str
@@ -28,6 +29,7 @@ class RunData:
     figures: dict[str, bytes] = field(default_factory=dict)
     diag_epoch: int | None = None
     label: str = ""
+    early_exit: dict | None = None   # chorus.train.early_exit's result (threshold, point, curve), if any
 
     def variant(self) -> str:
         """"vanilla", "MPS", "TASG" or "MPS+TASG" from the recipe parameters."""

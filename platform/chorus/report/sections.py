@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from chorus.diagnostics import figures as figs
 from chorus.diagnostics.tables import Table, tables
+from chorus.report.early_exit import early_exit_section
 from chorus.report.headline import headline_table
 from chorus.report.run_data import RunData
 
@@ -85,6 +86,7 @@ def build_sections(runs: list[RunData]) -> list[Section]:
              for r in runs if r.figures.get("membrane_histograms.png")]
     traj = _training_png(runs)
     curves = _curves_png(runs)
+    early = early_exit_section(runs)
     return [
         Section("Headline numbers", "The paper's claims, measured on these runs." + legend,
                 [headline_table(table_pairs)]),
@@ -110,6 +112,7 @@ def build_sections(runs: list[RunData]) -> list[Section]:
                 "first layer; per sample, over all T timesteps.", t("energy", "firing"),
                 f(("firing_rates.png", "firing rate per layer and timestep"),
                   ("synaptic_ops.png", "synaptic operations per layer"))),
+        *([early] if early else []),
         Section("Training", "Validation accuracy and training loss over epochs.", [],
                 [("training curves", curves)] if curves else []),
         Section("Runs", "Where each run came from and its recipe (values that differ between the runs are listed).",

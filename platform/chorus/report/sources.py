@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+from chorus.report.early_exit import measure_curve, read_curve
 from chorus.report.from_checkpoint import is_checkpoint, load_checkpoint
 from chorus.report.from_mlflow import load_run, resolve_run_folder
 from chorus.report.run_data import ReportError, RunData
@@ -18,9 +19,13 @@ def load(ref: str, tracking_uri: str | None = None, samples: int | None = None) 
 
     if os.path.isdir(ref):
         if is_checkpoint(ref):
-            return load_checkpoint(ref, samples=samples)
+            data = load_checkpoint(ref, samples=samples)
+            data.early_exit = measure_curve(ref)
+            return data
         run_id, uri = resolve_run_folder(ref)
-        return load_run(run_id, tracking_uri or uri or default_uri(), ref=ref)
+        data = load_run(run_id, tracking_uri or uri or default_uri(), ref=ref)
+        data.early_exit = read_curve(ref)
+        return data
     if _RUN_ID.match(ref):
         return load_run(ref, tracking_uri or default_uri(), ref=ref)
     if os.path.exists(ref):

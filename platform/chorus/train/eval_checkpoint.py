@@ -141,11 +141,11 @@ def evaluate_checkpoint(path: str, timesteps: int | None = None, split: str = "t
     ``table`` (Markdown), ``checkpoint``, ``timesteps``, ``trained_timesteps``, ``time_mode`` and
     ``time_mode_meaning``; with ``keep_logits`` also ``logits`` [K, N, C] and ``labels`` [N] (tensors).
     ``probe`` (e.g. :class:`chorus.train.step_energy.StepEnergy`) is attached to the model for the pass:
-    ``probe.attach(model, K)`` before, ``probe.detach()`` after."""
+    ``probe.attach(model, K, time_first)`` before, ``probe.detach()`` after."""
     ck, recipe, manifest, model, loader, K, time_first = load_for_eval(path, timesteps, time_mode, shards,
                                                                        batch_size, split)
     if probe is not None:
-        probe.attach(model, K)
+        probe.attach(model, K, time_first)
     try:
         result, logits, labels = run_split(model, loader, K=K, time_mode=time_mode, time_first=time_first,
                                            loss_kwargs=components.loss_kwargs(recipe), keep_logits=keep_logits)
