@@ -8,10 +8,9 @@ cache safely:
 - a per-shard ``flock`` (``<sha256>.lock``, removed when the download ends): one process
   downloads a shard, the others wait for it and then read the finished file; no two download the
   same shard at once;
-- a download is checked against the manifest's sha256, handed to the reader, and written to
-  ``<sha256>.tar.part-<host>-<pid>`` by a background thread (holding the shard's lock) that
-  renames it into place (atomic); a mismatch raises a :class:`DataError` naming the URL and
-  nothing is cached;
+- a download is written to ``<sha256>.tar.part-<host>-<pid>``, checked against the manifest's
+  sha256 and only then renamed into place (atomic); a mismatch deletes it and raises a
+  :class:`DataError` naming the URL: nothing is cached;
 - the size bound: under a cache-wide lock (``.cache.lock``) a download first reserves its bytes
   (the part file is made at its full size) and the least recently used shards are deleted until
   everything fits in ``cache_gb``; a shard larger than the whole cache (or one that cannot get
@@ -27,7 +26,6 @@ import fcntl
 import hashlib
 import os
 import socket
-import threading
 import warnings
 
 from chorus.data.errors import DataError
@@ -90,8 +88,6 @@ class ShardCache:
         self.hits = 0
         self.downloads = 0
         self.uncached = 0
-        self._writers: list[threading.Thread] = []
-        self._writers_lock = threading.Lock()   # prefetch threads call get() at once
 
     def path(self, sha256: str) -> str:
         return os.path.join(self.folder, f"{sha256}.tar")
@@ -163,76 +159,49 @@ class ShardCache:
             return part
 
     def get(self, url: str, sha256: str, size: int, download):
-        """``("file", open file)`` of a cached shard, or ``("bytes", data)`` of a shard just
-        downloaded (or one that cannot be cached: too large, no room). ``download()`` gives the
-        shard's bytes; they are checked against ``sha256`` before anything is kept. A verified
-        download is handed back at once and written into the cache by a background thread that
-        holds the shard's lock until the file is in place (so the reader does not wait for the
-        disk, and another process waiting for the shard reads the finished file)."""
+        """``("file", open file)`` of the verified shard, or ``("bytes", data)`` when it is not
+        cached (too large, no room, or a full disk). ``download()`` gives the shard's bytes;
+        they are checked against ``sha256`` before anything is kept."""
         f = self._open(sha256)
         if f is not None:
             self.hits += 1
             return "file", f
-        lock = _Flock(os.path.join(self.folder, f"{sha256}.lock"), remove=True).__enter__()
-        handed_over = False
-        part = None
-        try:
+        with _Flock(os.path.join(self.folder, f"{sha256}.lock"), remove=True):
             f = self._open(sha256)            # another process fetched it while we waited
             if f is not None:
                 self.hits += 1
                 return "file", f
             part = self._reserve(sha256, size)
-            data = download()
-            check(url, data, sha256, size)
-            self.downloads += 1
-            if part is None:
-                self.uncached += 1
-                warnings.warn(f"{url}: not cached ({size / 2**20:.1f} MB does not fit the "
-                              f"{self.max_bytes / 2**20:.1f} MB cache {self.folder} now)",
-                              stacklevel=3)
-                return "bytes", data
-            writer = threading.Thread(target=self._store, args=(url, sha256, part, data, lock),
-                                      name="chorus-cache-write")
-            writer.start()
-            with self._writers_lock:
-                self._writers = [w for w in self._writers if w.is_alive()] + [writer]
-            handed_over = True
-            return "bytes", data
-        finally:
-            if not handed_over:
+            try:
+                data = download()
+                check(url, data, sha256, size)
+                self.downloads += 1
+                if part is None:
+                    self.uncached += 1
+                    warnings.warn(f"{url}: not cached ({size / 2**20:.1f} MB does not fit the "
+                                  f"{self.max_bytes / 2**20:.1f} MB cache {self.folder} now)",
+                                  stacklevel=3)
+                    return "bytes", data
+                try:
+                    with open(part, "r+b") as out:
+                        out.write(data)
+                    os.replace(part, self.path(sha256))
+                    part = None
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    self.uncached += 1
+                    warnings.warn(f"{url}: not cached, the cache's disk is full ({exc})",
+                                  stacklevel=3)
+                    return "bytes", data
+            finally:
                 if part is not None:
-                    _remove(part)
-                lock.__exit__(None, None, None)
-
-    def flush(self) -> None:
-        """Wait until every shard handed out has been written into the cache."""
-        with self._writers_lock:
-            writers, self._writers = self._writers, []
-        for writer in writers:
-            writer.join()
-
-    def _store(self, url: str, sha256: str, part: str, data: bytes, lock: "_Flock") -> None:
-        """Write a verified shard into its reserved part file and rename it into place; then
-        release the shard's lock. A full disk leaves it uncached (with a warning)."""
-        try:
-            with open(part, "r+b") as out:
-                out.write(data)
-            os.replace(part, self.path(sha256))
-        except OSError as exc:
-            _remove(part)
-            self.uncached += 1
-            reason = "the cache's disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
-                else "it could not be written"
-            warnings.warn(f"{url}: not cached, {reason} ({exc})", stacklevel=2)
-        finally:
-            lock.__exit__(None, None, None)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
+                    try:
+                        os.remove(part)
+                    except FileNotFoundError:
+                        pass
+        f = self._open(sha256)
+        return ("file", f) if f is not None else ("bytes", data)
 
 
 def check(url: str, data: bytes, sha256: str | None, size: int | None) -> None:

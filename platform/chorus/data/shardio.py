@@ -127,8 +127,7 @@ class ShardStore:
                 yield view, size
 
     def close(self) -> None:
-        """Stop fetching ahead (shards fetched but not read are dropped) and wait for the cache
-        writes."""
+        """Stop fetching ahead; shards fetched but not read are dropped."""
         if self._pool is not None and self._pid == os.getpid():
             for future in self._futures.values():
                 future.cancel()
@@ -139,8 +138,6 @@ class ShardStore:
                     if kind == "file":
                         payload.close()
         self._pool, self._futures = None, {}
-        if self._cache is not None:
-            self._cache.flush()               # the epoch's downloads are in the cache now
 
 
 
