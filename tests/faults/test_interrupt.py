@@ -11,8 +11,7 @@ import pytest
 from runs import command, differing, final_weights, run, step_of, train_args
 from test_train_support import ROOT, ndigits_shards
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.xfail(strict=False, reason="needs branch loop (issue 18.11: clean stop on SIGTERM/SIGINT)")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
