@@ -121,11 +121,8 @@ def timestep_markdown(val: dict[str, float], title: str) -> str:
     ])
 
 
-def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: str, label: str,
-                client=None) -> None:
-    """End the RUNNING child run of ``parent_run_id`` whose trial is ``trial_id``; tag its label."""
-    if not parent_run_id:
-        return
+def _trial_children(uri: str, parent_run_id: str, trial_id: str, client=None):
+    """(client, the child runs of ``parent_run_id`` tagged with trial ``trial_id``)."""
     if client is None:
         from mlflow.tracking import MlflowClient
 
@@ -135,6 +132,15 @@ def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: s
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
     )
+    return client, runs
+
+
+def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: str, label: str,
+                client=None) -> None:
+    """End the RUNNING child run of ``parent_run_id`` whose trial is ``trial_id``; tag its label."""
+    if not parent_run_id:
+        return
+    client, runs = _trial_children(uri, parent_run_id, trial_id, client)
     for run in runs:
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status=status)
@@ -149,15 +155,7 @@ def supersede_children(uri: str, parent_run_id: Optional[str], trial_id: str, cl
     trial and the rerun, which logs every step again, is that child. Returns how many were retired."""
     if not parent_run_id:
         return 0
-    if client is None:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=uri)
-    parent = client.get_run(parent_run_id)
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
-    )
+    client, runs = _trial_children(uri, parent_run_id, trial_id, client)
     for run in runs:
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status="KILLED")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from chorus.data.embedded.events import EVENT_DTYPE, sorted_events  # noqa: F401 (EVENT_DTYPE re-exported)
+
 SENSOR = 34                    # pixels, as N-MNIST
 SCALE = 3.0                    # 8 px digit -> 24 px on the sensor
 SACCADE_US = 100_000           # each of the three saccades lasts 100 ms
@@ -23,7 +25,6 @@ BACKGROUND = 0.05              # intensity of the dark screen; ink adds up to 1.
 # Saccade corners (pixels): out along two sides of a triangle and back to the start.
 CORNERS = np.array([[0.0, 0.0], [3.0, 2.0], [-2.0, 3.0], [0.0, 0.0]])
 
-EVENT_DTYPE = np.dtype([("x", np.uint8), ("y", np.uint8), ("t", np.uint32), ("p", np.uint8)])
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -83,18 +84,4 @@ def generate_sample(image: np.ndarray, seed: int, index: int) -> np.ndarray:
     order = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
     frac = (order + 1) / np.repeat(counts + 1, counts)
     times = starts + frac * dt + rng.uniform(-0.1, 0.1, size=rows.size) * dt
-    xs, ys, ts, ps = [cols], [rows], [times], [polarity]
-    duration = 3 * SACCADE_US
-    n_noise = rng.poisson(NOISE_RATE_HZ * SENSOR * SENSOR * duration * 1e-6)
-    xs.append(rng.integers(0, SENSOR, n_noise))
-    ys.append(rng.integers(0, SENSOR, n_noise))
-    ts.append(rng.uniform(0, duration, n_noise))
-    ps.append(rng.integers(0, 2, n_noise))
-    t = np.clip(np.concatenate(ts), 0, duration - 1).astype(np.uint32)
-    order = np.argsort(t, kind="stable")
-    events = np.empty(t.size, dtype=EVENT_DTYPE)
-    events["x"] = np.concatenate(xs)[order]
-    events["y"] = np.concatenate(ys)[order]
-    events["t"] = t[order]
-    events["p"] = np.concatenate(ps)[order]
-    return events
+    return sorted_events([cols], [rows], [times], [polarity], 3 * SACCADE_US, SENSOR, rng, NOISE_RATE_HZ)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from chorus.data.embedded.events import EVENT_DTYPE, sorted_events  # noqa: F401 (EVENT_DTYPE re-exported)
+
 SENSOR = 32                        # pixels
 LEG_US = 150_000                   # each of the two legs lasts 150 ms
 STEPS_PER_LEG = 32                 # shape positions sampled this often along a leg
@@ -42,7 +44,6 @@ CLASSES = [(a, b) for a in DIRECTIONS for b in DIRECTIONS if DIRECTIONS[a][0] * 
 CLASS_NAMES = [f"{a}-{b}" for a, b in CLASSES]
 PER_CLASS = 200
 
-EVENT_DTYPE = np.dtype([("x", np.uint8), ("y", np.uint8), ("t", np.uint32), ("p", np.uint8)])
 
 
 def reverse_class(label: int) -> int:
@@ -144,20 +145,7 @@ def events_of(movers: list[dict], threshold: np.ndarray, offset: np.ndarray, rng
     dt = LEG_US / STEPS_PER_LEG
     xs, ys, ts, ps = record(levels, threshold, offset, dt, rng, jitter)
     duration = len(movers[0]["legs"]) * LEG_US
-    xs, ys, ts, ps = [xs], [ys], [ts], [ps]
-    if rng is not None and noise_rate_hz > 0:
-        n_noise = rng.poisson(noise_rate_hz * SENSOR * SENSOR * duration * 1e-6)
-        xs.append(rng.integers(0, SENSOR, n_noise))
-        ys.append(rng.integers(0, SENSOR, n_noise))
-        ts.append(rng.uniform(0, duration, n_noise))
-        ps.append(rng.integers(0, 2, n_noise))
-    t = np.clip(np.concatenate(ts), 0, duration - 1).astype(np.uint32)
-    order = np.argsort(t, kind="stable")
-    events = np.empty(t.size, dtype=EVENT_DTYPE)
-    for name, parts in (("x", xs), ("y", ys), ("p", ps)):
-        events[name] = np.concatenate(parts)[order]
-    events["t"] = t[order]
-    return events
+    return sorted_events([xs], [ys], [ts], [ps], duration, SENSOR, rng, noise_rate_hz)
 
 
 def sensor_of(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
