@@ -26,7 +26,7 @@ def test_every_recipe_states_mps_init_first_and_its_threshold(path):
     recipe = load_recipe(path)
     assert recipe.neuron.mps_init == "first"
     if not os.path.basename(path).startswith("quickstart"):
-        assert recipe.neuron.v_threshold == 1.0          # the paper's V_th (docs/paper.md, "Setups")
+        assert recipe.neuron.v_threshold == 1.0          # the paper's V_th (docs/paper.md, "The setups")
 
 
 def test_the_quickstart_says_why_it_uses_its_threshold():

@@ -121,3 +121,30 @@ def test_resume_of_a_run_missing_from_the_store_starts_a_new_one(tmp_path):
     tr = Tracker(uri=sqlite_uri(tmp_path), experiment="e", stream=err)
     rid = tr.start("r", {"x": 1}, resume_run_id="0" * 32)
     assert rid and rid != "0" * 32 and "starting a new run" in err.getvalue() and not tr.failed
+
+
+def test_a_checkpoint_of_another_run_does_not_cut_this_runs_log(tmp_path):
+    """PBT clones the stronger trial's checkpoint into the weaker trial: that checkpoint's metrics.jsonl
+    offsets belong to the other trial's log, so resuming from it must leave this log whole (it once cut
+    it mid-line and the trial died on a JSON error), while a mark of this very log still cuts it back."""
+    from chorus.tracking import Tracker
+
+    def tracker(name):
+        tr = Tracker(enabled=False, local_dir=str(tmp_path / name))
+        for step in range(1, 4):
+            tr.log_metrics({"train/loss": 1.0 / step, "train/lr": 0.01}, step=step)
+        return tr
+
+    strong, weak = tracker("strong"), tracker("weak")
+    strong.log_metrics({"train/loss": 0.1}, step=4)
+    foreign = strong.mark()
+    before = (tmp_path / "weak" / "metrics.jsonl").read_text()
+    weak.resume_log({**foreign, "bytes": 100})                # an offset inside a line of this log
+    assert (tmp_path / "weak" / "metrics.jsonl").read_text() == before
+    weak.resume_log(foreign)
+    assert (tmp_path / "weak" / "metrics.jsonl").read_text() == before
+
+    own = weak.mark()                                         # a real resume of this run: rows after it go
+    weak.log_metrics({"train/loss": 9.0}, step=4)
+    weak.resume_log(own)
+    assert (tmp_path / "weak" / "metrics.jsonl").read_text() == before

@@ -38,8 +38,12 @@ def test_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_ov
     first = subprocess.Popen(cmd(shards, tmp_path, out), env=env(), cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     wait_for(out / LOCK_NAME, first)
-    second = subprocess.run(cmd(shards, tmp_path, out), env=env(), cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    first.send_signal(signal.SIGSTOP)        # hold it there: a tiny run could finish (and let go) while the
+    try:                                     # second one is still importing torch on a loaded machine
+        second = subprocess.run(cmd(shards, tmp_path, out), env=env(), cwd=ROOT, capture_output=True,
+                                text=True, timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert first.poll() is None, "the first run finished before the second started: nothing tested"
     assert second.returncode == 2, second.stderr[-2000:]
     assert "Traceback" not in second.stderr

@@ -97,6 +97,9 @@ class Tracker:
         return self.run_id
 
     def end(self, status: str = "FINISHED") -> None:
+        """Send what is still held (the run's last rows, e.g. test metrics) and close the run."""
+        if self.pending:
+            self.flush()
         if self._live():
             self._call(self.client.set_terminated, self.run_id, status=status)
 
@@ -149,12 +152,18 @@ class Tracker:
         """Where metrics.jsonl stands, for a checkpoint's state (``None`` without a run folder)."""
         if not self.local_dir:
             return None
-        return {"bytes": self._local_size(), "pending_from": self.pending_from}
+        return {"bytes": self._local_size(), "pending_from": self.pending_from,
+                "log": os.path.realpath(os.path.join(self.local_dir, "metrics.jsonl"))}
 
     def resume_log(self, mark: dict | None) -> None:
         """Continue the log of a resumed run from a checkpoint's :meth:`mark` (see the module's note)."""
         path = os.path.join(self.local_dir or "", "metrics.jsonl")
         if not mark or not self.local_dir or not os.path.isfile(path):
+            return
+        if mark.get("log") != os.path.realpath(path) or int(mark["bytes"]) > os.path.getsize(path):
+            # another run's checkpoint (a PBT exploit clones the stronger trial's): its offsets say
+            # nothing about this log, which simply goes on
+            self.pending_from = self._local_size()
             return
         end, start = int(mark["bytes"]), min(int(mark["pending_from"]), int(mark["bytes"]))
         with open(path, "rb+") as f:

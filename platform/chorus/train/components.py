@@ -37,7 +37,7 @@ def open_shards(recipe: Recipe) -> dict:
         except Exception as e:
             raise RecipeError(f"data.shards: {e}{_where(recipe)}") from e
         if not os.path.isdir(local):
-            raise RecipeError(f"data.shards: folder {folder!r} does not exist "
+            raise RecipeError(f"data.shards: folder {folder!r} does not exist{_where(recipe)} "
                               f"({paths.set_in(recipe.source, 'data', 'shards', folder)}; "
                               f"{paths.tried(folder, recipe.source)}) (make it with `chorus shard CARD --out {folder}`)")
         if not os.path.isfile(os.path.join(local, "manifest.json")):
