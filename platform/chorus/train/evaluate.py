@@ -2,7 +2,8 @@
 and the diagnostics hook (docs/architecture.md, "Diagnostics").
 
 Runs the unwrapped model (no DDP collectives in forward), each process on its share of the split;
-counts are summed over processes once at the end. The caller chooses the precision (the loop wraps
+counts are summed over processes once at the end. Under DeepSpeed ZeRO-3 a forward is a collective:
+every rank runs as many forwards as the rank with the most batches (:mod:`chorus.train.zero3`). The caller chooses the precision (the loop wraps
 the call in its ``Precision.autocast``).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from chorus.losses import ensemble_loss
 from chorus.models.introspect import eval_mode
 from chorus.train.components import iterate
 from chorus.train.metrics import TimestepAccuracy
+from chorus.train.zero3 import gathered, is_zero3, lockstep
 
 
 @torch.no_grad()
@@ -31,21 +33,22 @@ def _evaluate(model, loader, *, T, accelerator, loss_kwargs, dtype) -> dict[str,
     meter = TimestepAccuracy(T)
     lk = dict(loss_kwargs or {})
     lk["p_drop"] = 0.0
-    for x, y in iterate(loader):
-        if y.numel() == 0:
+    for x, y, real in lockstep(iterate(loader), accelerator):   # ZeRO-3: padding keeps ranks in step
+        if not real and not is_zero3(accelerator):
             continue
         x = x.to(device, dtype=dtype or x.dtype, non_blocking=True)
         y = y.to(device)
         logits = model(x)
-        loss = ensemble_loss(logits.float(), y, **lk)["loss"]
-        meter.update(logits, y, loss)
+        if real:
+            meter.update(logits, y, ensemble_loss(logits.float(), y, **lk)["loss"])
     meter.reduce(accelerator)
     return meter.result()
 
 
-def alpha_values(layers) -> dict[str, float]:
-    """``mps/alpha/{layer}`` for every MPS layer."""
-    return {f"mps/alpha/{name}": float(lif.alpha.detach().float()) for name, lif in layers}
+def alpha_values(layers, accelerator=None) -> dict[str, float]:
+    """``mps/alpha/{layer}`` for every MPS layer (under ZeRO-3 every rank calls it: β is gathered)."""
+    with gathered([lif.beta for _, lif in layers], accelerator):
+        return {f"mps/alpha/{name}": float(lif.alpha.detach().float()) for name, lif in layers}
 
 
 def first_batches(loader, samples: int, time_first: bool = True) -> list:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from chorus.config import Recipe
 from chorus.losses import EnsembleLoss
-from chorus.train import components, interrupt, session, setup
+from chorus.train import components, interrupt, session, setup, zero3
 from chorus.train.checkpoint import USE_FILES, checkpoint_name
 from chorus.train.evaluate import alpha_values, evaluate, first_batches, run_diagnostics
 from chorus.train.hooks import TrainHooks, as_hooks
@@ -154,7 +154,7 @@ def end_epoch(r: Run, p: Progress, hooks: TrainHooks) -> None:
     setup.sync_buffers(r.raw)
     with p.clock.part("evaluation"):
         p.val = evaluate_split(r, "val")
-    metrics = {**prefixed(p.val, "val"), **alpha_values(r.alpha_layers), "epoch": epoch + 1}
+    metrics = {**prefixed(p.val, "val"), **alpha_values(r.alpha_layers, r.acc), "epoch": epoch + 1}
     metrics.pop("val/samples", None)
     if diagnostics_due(r, epoch + 1):
         with p.clock.part("diagnostics"):
@@ -185,12 +185,16 @@ def evaluate_split(r: Run, split: str) -> dict:
 
 
 def diagnostics_due(r: Run, epochs_done: int) -> bool:
+    """Diagnostics after this epoch? On the main process only, except under ZeRO-3, where every rank
+    runs them on the same batches (a forward gathers parameters with every rank: chorus.train.zero3)."""
     every = r.recipe.diagnostics.every
-    return bool(r.main and every and (epochs_done % every == 0 or epochs_done == r.recipe.train.epochs))
+    here = r.main or zero3.is_zero3(r.acc)
+    return bool(here and every and (epochs_done % every == 0 or epochs_done == r.recipe.train.epochs))
 
 
 def diagnostics(r: Run, p: Progress, metrics: dict) -> dict:
-    """``chorus.diagnostics`` on the first ``diagnostics.samples`` validation samples (main process)."""
+    """``chorus.diagnostics`` on the first ``diagnostics.samples`` validation samples (the main process;
+    under ZeRO-3 every rank, the main one logging)."""
     dg, acc = r.recipe.diagnostics, r.acc
     if not p.val:
         return {}

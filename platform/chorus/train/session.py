@@ -211,6 +211,7 @@ def _start(recipe: Recipe, acc, plan: Plan, loss_fn: nn.Module, run_dir: str,
     deepspeed = setup.uses_deepspeed(acc)
     precision = Precision(recipe.train.precision, acc.device.type, deepspeed=deepspeed)
     model, optimizer = acc.prepare(plan.model, optimizer)
+    setup.seed_rank(recipe.train.seed, acc.process_index)    # after the weights: they are the same everywhere
     acc.register_for_checkpointing(scheduler)
     if precision.scaler is not None:
         acc.register_for_checkpointing(precision.scaler)

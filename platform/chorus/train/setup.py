@@ -114,6 +114,29 @@ def make_accelerator(recipe: Recipe):
     return acc
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s random stream: ``seed`` itself on rank 0 (a one-process run and rank
+    0 of a launch draw the same), a seed derived from ``(seed, rank)`` on the others (never ``seed`` of
+    another run: not ``seed + rank``)."""
+    if rank == 0:
+        return int(seed)
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, dtype=np.uint32)[0])
+
+
+def seed_rank(seed: int, rank: int) -> None:
+    """After the model is built and prepared (the same initial weights on every rank), give each rank
+    its own stream for what must differ between ranks: V(0) noise (``neuron.v_init: uniform``), dropout
+    and TASG's timestep drop. The data order and augmentation draws do not read these streams: they
+    come from (seed, epoch, shard, sample) in the reader, global and exact for any number of ranks.
+    A resume then restores each rank's saved stream (Accelerate's ``random_states_{rank}.pkl``)."""
+    from accelerate.utils import set_seed
+
+    if rank:
+        set_seed(rank_seed(seed, rank))
+
+
 def deterministic(device_type: str) -> None:
     """``train.deterministic``: deterministic torch kernels (a warning, not an error, where an op has
     none) and, on CUDA, deterministic cuDNN without autotuning and a fixed cuBLAS workspace."""
