@@ -169,3 +169,14 @@ def test_table_mentions_every_timestep():
     m.update(torch.randn(4, 10, 5), torch.randint(0, 5, (10,)))
     t = timestep_table(m.result())
     assert t.count("|") > 20 and "ensemble accuracy" in t and not math.isnan(m.result()["acc"])
+
+
+def test_rank_seeds_keep_rank_zero_and_give_other_ranks_their_own_stream():
+    from chorus.train.setup import rank_seed
+
+    assert rank_seed(7, 0) == 7                                   # one process == rank 0 of a launch
+    seeds = [rank_seed(s, r) for s in range(4) for r in range(8)]
+    assert len(set(seeds)) == len(seeds)                          # no (seed, rank) collides, unlike seed + rank
+    assert rank_seed(0, 1) != 1 and rank_seed(3, 2) == rank_seed(3, 2)
+    a, b = (torch.Generator().manual_seed(rank_seed(5, r)) for r in (0, 1))
+    assert not torch.equal(torch.rand(16, generator=a), torch.rand(16, generator=b))

@@ -33,12 +33,13 @@ out = sys.argv[1]
 result = run(load_recipe(sys.argv[2], sys.argv[3:]))
 model, rank = result["model"], dist.get_rank()
 params = list(model.named_parameters())
-partitioned = [n for n, p in params if p.numel() == 0 and p.ds_numel > 0]
+partitioned = [n for n, p in params if hasattr(p, "ds_tensor") and not p.ds_persist]   # kept in pieces
+smaller = [n for n, p in params if hasattr(p, "ds_tensor") and p.ds_tensor.numel() < p.ds_numel]
 with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
     full = {n: p.detach().float().clone() for n, p in params}
 full.update({n: b.detach().float().clone() for n, b in model.named_buffers()})
 torch.save(full, f"{out}/params_rank{rank}.pt")
-json.dump({"partitioned": partitioned, "initial_seed": torch.initial_seed(), "steps": result["steps"],
+json.dump({"partitioned": partitioned, "smaller": smaller, "names": [n for n, _ in params], "initial_seed": torch.initial_seed(), "steps": result["steps"],
            "val": result["val"], "test": result["test"], "run_id": result["mlflow_run_id"],
            "history": result["history"], "last_checkpoint": result["last_checkpoint"]},
           open(f"{out}/result_rank{rank}.json", "w"), default=str)
@@ -55,7 +56,12 @@ def zero3_json(tmp_path_factory):
     with open(os.path.join(ROOT, "infra", "deepspeed", "zero3.json")) as f:
         cfg = json.load(f)
     assert cfg["zero_optimization"]["stage"] == 3
-    cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0    # partition every tensor
+    z = cfg["zero_optimization"]
+    z["stage3_param_persistence_threshold"] = 0    # partition every tensor
+    # release every gathered parameter right after its module's forward (the 1e9 defaults keep them
+    # gathered between forwards, and a rank forwarding alone would then need no collective: no hang
+    # to find)
+    z.update(stage3_max_reuse_distance=0, stage3_max_live_parameters=0, stage3_prefetch_bucket_size=0)
     path = tmp_path_factory.mktemp("ds") / "zero3_all_partitioned.json"
     path.write_text(json.dumps(cfg))
     return str(path)
@@ -81,8 +87,9 @@ def test_zero3_with_diagnostics_and_uneven_evaluation_runs_in_step_and_resumes(s
     res, params, _ = launch_zero3(tmp_path, "z3", shards, zero3_json, port=29561)
     r0, r1 = res
     # every weight (β included) lives in pieces on each rank: the forwards below were collectives
-    assert r0["partitioned"] == r1["partitioned"]
-    assert any(n.endswith("beta") for n in r0["partitioned"]) and any("weight" in n for n in r0["partitioned"])
+    assert r0["partitioned"] == r1["partitioned"] == r0["names"]            # threshold 0: no tensor whole
+    assert any(n.endswith("beta") for n in r0["names"]) and r0["smaller"] == r1["smaller"]
+    assert any(n.endswith("weight") for n in r0["smaller"]), r0["smaller"]   # this rank holds half of it
     assert params[0].keys() == params[1].keys()
     for k in params[0]:
         assert torch.equal(params[0][k], params[1][k]), k

@@ -75,7 +75,7 @@ def batch_dim(x: torch.Tensor, batch_size: int) -> int:
 
 def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_samples: int = 8,
             max_values: int = 20000, hist_layers: int = 3, render: bool = True, seed: int = 0,
-            history: list[dict] | None = None) -> Diagnostics:
+            history: list[dict] | None = None, alpha: dict[str, float] | None = None) -> Diagnostics:
     """Measure ``model`` on ``batches`` (a list of ``(x, y)``; x as the model takes it, y ``[B]``).
 
     ``loss_fn(logits, y)`` is the training loss (a scalar or a dict with ``"loss"``, averaged over the
@@ -88,7 +88,9 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
     ``figures`` holds the per-epoch set (accuracy, μ/σ, membrane histograms, gradient flow, firing
     rates, and the α trajectories when ``history`` is given: the training loop's per-epoch metric
     dicts up to and including this epoch); ``chorus report`` draws the rest (gaps, final α,
-    synaptic operations) from the metrics.
+    synaptic operations) from the metrics. ``alpha``: α per MPS layer name when the caller has read
+    them (under ZeRO-3 β is partitioned and gathered by the caller, chorus.train.zero3); default:
+    read from the layers.
     """
     batches = list(batches)
     if not batches:
@@ -157,7 +159,7 @@ def collect(model: nn.Module, batches, *, loss_fn=None, layers=None, grad_sample
             metrics[names.membrane_w1_avg(None, kind)] = sum(per_layer) / len(per_layer)
     for n, lif in chosen:
         if lif.mps:
-            metrics[names.alpha(n)] = float(lif.alpha.detach())
+            metrics[names.alpha(n)] = alpha[n] if alpha is not None and n in alpha else float(lif.alpha.detach())
     metrics.update(firing.metrics())
     metrics.update(energy_metrics(ops, num_samples, T))
     metrics.update(grads.metrics())

@@ -68,17 +68,18 @@ def first_batches(loader, samples: int, time_first: bool = True) -> list:
 
 
 def run_diagnostics(model, batches, *, loss_kwargs: dict, layers, epoch: int, tracker, step: int,
-                    history: list | None = None) -> dict:
+                    history: list | None = None, alpha: dict | None = None, render: bool = True) -> dict:
     """Call ``chorus.diagnostics.collect`` if that module exists; log its figures and tables under
     ``diagnostics/epoch_{epoch:03d}/``. Returns the metrics ({} when absent), which the loop logs at
-    ``step`` with the rest of the epoch's metrics (logging them here too recorded every value twice)."""
+    ``step`` with the rest of the epoch's metrics (logging them here too recorded every value twice).
+    ``alpha`` (α per layer, read by the caller) and ``render`` (draw figures) pass to ``collect``."""
     try:
         from chorus import diagnostics
     except ImportError:
         return {}
     with eval_mode(model):
         d = diagnostics.collect(model, batches, loss_fn=lambda logits, y: ensemble_loss(logits.float(), y, **loss_kwargs),
-                                layers=layers, history=history)
+                                layers=layers, history=history, alpha=alpha, render=render)
     folder = f"diagnostics/epoch_{epoch:03d}"
     with tempfile.TemporaryDirectory() as tmp:
         for name, png in (d.figures or {}).items():

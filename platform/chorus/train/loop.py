@@ -203,8 +203,9 @@ def diagnostics(r: Run, p: Progress, metrics: dict) -> dict:
     batches = [(x.to(acc.device, dtype=r.in_dtype or x.dtype), y.to(acc.device)) for x, y in batches]
     with r.precision.autocast():
         return run_diagnostics(r.raw, batches, loss_kwargs=components.loss_kwargs(r.recipe), layers=dg.layers,
-                               epoch=metrics["epoch"], tracker=r.tracker,
-                               step=p.step, history=p.history + [dict(metrics)])
+                               epoch=metrics["epoch"], tracker=r.tracker, step=p.step,
+                               history=p.history + [dict(metrics)], render=r.main,
+                               alpha={k[len("mps/alpha/"):]: v for k, v in metrics.items() if k.startswith("mps/alpha/")})
 
 
 def finish(r: Run, p: Progress) -> dict:
