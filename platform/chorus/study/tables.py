@@ -1,7 +1,8 @@
 """The tables of a study, from the runs' own result files (docs/method.md, "Recipes and runs"): per arm,
 mean ± sample standard deviation over seeds (with the number of seeds) of the ensemble accuracy, the
-accuracy of each timestep alone and of the first k, and α per MPS layer at the end; written as
-``study.json`` and ``study.md``. Reads only the run folders (``per_timestep.json``, ``summary.json``,
+accuracy of each timestep alone and of the first k, and α per MPS layer at the end, each accuracy cell
+of an arm after the first marked by its significance against the first (:mod:`chorus.study.significance`);
+written as ``study.json`` and ``study.md``. Reads only the run folders (``per_timestep.json``, ``summary.json``,
 ``metrics.jsonl``), so a study can be aggregated without MLflow.
 """
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 import os
 import re
 import statistics
+
+from chorus.study import significance
 
 ALPHA = "mps/alpha/"
 
@@ -76,6 +79,10 @@ def aggregate(name: str, arms: list[str], seeds: list[int], runs: dict[tuple[str
                 alphas.setdefault(layer, []).append(v)
         out["arms"][arm] = {"seeds": sorted(per_seed), "runs": {str(s): runs[(arm, s)] for s in sorted(per_seed)},
                             "metrics": metrics, "alpha": {k: stats(v) for k, v in alphas.items()}}
+    significance.annotate(out["arms"], "metrics")
+    out["significance"] = {"test": significance.TEST, "reference": arms[0] if arms else None,
+                           "markers": {mark: f"p < {level}" for level, mark in significance.LEVELS},
+                           "where": "arms.{arm}.metrics.{key}.vs_reference"}
     return out
 
 
@@ -83,7 +90,8 @@ def _cell(s: dict | None, scale: float = 100.0, digits: int = 2) -> str:
     if not s or not s["n"]:
         return "—"
     sd = "n/a" if s["std"] is None else f"{scale * s['std']:.{digits}f}"
-    return f"{scale * s['mean']:.{digits}f} ± {sd}"
+    mark = significance.marker((s.get("vs_reference") or {}).get("p"))
+    return f"{scale * s['mean']:.{digits}f} ± {sd}{mark}"
 
 
 def markdown(study: dict) -> str:
@@ -106,6 +114,10 @@ def markdown(study: dict) -> str:
                   "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(firsts)) + "|"]
         for arm, a in arms.items():
             lines.append("| " + " | ".join([arm] + [_cell(a["metrics"].get(k)) for k in firsts]) + " |")
+    if len(arms) > 1:
+        names = list(arms)
+        lines += ["", significance.legend(names[0], len(arms[names[0]]["seeds"]),
+                                          [len(arms[n]["seeds"]) for n in names[1:]])]
     with_alpha = {arm: a["alpha"] for arm, a in arms.items() if a["alpha"]}
     if with_alpha:
         layers = sorted({layer for al in with_alpha.values() for layer in al})

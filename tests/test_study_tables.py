@@ -1,0 +1,117 @@
+"""The study tables on synthetic run folders (tests/study_fixture.py), no training: the significance
+markers against the first arm (Welch's t-test, checked against scipy and against closed forms of the
+Student t distribution computed here by hand)."""
+import json
+import math
+
+import pytest
+from scipy import stats as sps
+
+from chorus.study import significance, tables
+from study_fixture import accs, study_folder
+
+
+# --- Welch's t-test --------------------------------------------------------------------------------
+
+def test_welch_equals_a_hand_computed_case_with_two_degrees_of_freedom():
+    # a = [3, 5], b = [0, 2]: means 4 and 1, variances 2 and 2, so s²/n = 1 each: t = 3/√2, df = 4/2 = 2.
+    # For df = 2 the two-sided p is 1 − |t|/√(2 + t²) (the t_2 CDF is 1/2 + t/(2√(2 + t²))).
+    got = significance.welch([3.0, 5.0], [0.0, 2.0])
+    t = 3 / math.sqrt(2)
+    assert got["t"] == pytest.approx(t, rel=1e-12) and got["df"] == pytest.approx(2.0, rel=1e-12)
+    assert got["p"] == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-9)
+    assert got["p"] == pytest.approx(0.16795, abs=1e-5)
+    assert (got["n_a"], got["n_b"]) == (2, 2)
+
+
+def test_welch_equals_a_hand_computed_case_with_one_degree_of_freedom():
+    # b has no variance: df = (s_a²/n_a)² / ((s_a²/n_a)²/(n_a − 1)) = n_a − 1 = 1, the Cauchy case,
+    # two-sided p = 1 − (2/π)·atan|t|. a = [1, 3]: mean 2, s² = 2, s²/n = 1; b = [0, 0]: t = 2.
+    got = significance.welch([1.0, 3.0], [0.0, 0.0])
+    assert got["t"] == pytest.approx(2.0) and got["df"] == pytest.approx(1.0)
+    assert got["p"] == pytest.approx(1 - 2 / math.pi * math.atan(2.0), rel=1e-9)
+
+
+@pytest.mark.parametrize("a, b", [
+    ([0.91, 0.93, 0.95], [0.90, 0.90, 0.97]),
+    ([0.5, 0.52, 0.49, 0.55, 0.51], [0.6, 0.58]),
+    ([0.961, 0.958, 0.970], [0.5, 0.5, 0.5]),                         # the reference without variance
+    ([10.0, 12.5, 11.0, 30.0], [1.0, 2.0, 3.0]),
+])
+def test_welch_equals_scipy_unequal_variance_t_test(a, b):
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    got = significance.welch(a, b)
+    assert got["t"] == pytest.approx(float(ref.statistic), rel=1e-10)
+    assert got["p"] == pytest.approx(float(ref.pvalue), rel=1e-8)
+    if hasattr(ref, "df"):
+        assert got["df"] == pytest.approx(float(ref.df), rel=1e-10)
+
+
+@pytest.mark.parametrize("a, b", [([0.9], [0.8, 0.85]), ([0.9, 0.91], [0.8]), ([0.9, 0.9], [0.8, 0.8])])
+def test_welch_is_not_testable_with_one_seed_or_no_variance_at_all(a, b):
+    got = significance.welch(a, b)
+    assert got["t"] is None and got["df"] is None and got["p"] is None
+    assert significance.marker(got["p"]) == ""
+
+
+@pytest.mark.parametrize("p, mark", [(0.0099, "**"), (0.01, "*"), (0.0499, "*"), (0.05, ""), (0.7, ""),
+                                     (None, "")])
+def test_markers_at_the_stated_levels(p, mark):
+    assert significance.marker(p) == mark
+
+
+# --- the study's tables ----------------------------------------------------------------------------
+
+ENSEMBLE = {"vanilla": [0.90, 0.91, 0.92],   # the reference
+            "mps": [0.95, 0.96, 0.97],       # t = 0.05 / √(2·10⁻⁴/3) ≈ 6.12, df = 4: p ≈ 0.004 → **
+            "tasg": [0.925, 0.935, 0.945],   # t ≈ 3.06, df = 4: p ≈ 0.038 → *
+            "same": [0.90, 0.92, 0.91]}      # same mean as the reference: t = 0, p = 1 → no marker
+STEP1 = {"vanilla": [0.80, 0.85, 0.90], "mps": [0.81, 0.86, 0.91], "tasg": [0.7, 0.8, 0.9],
+         "same": [0.5, 0.5, 0.6]}
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    table = {arm: [{"acc": accs(e, [s1, e])} for e, s1 in zip(ENSEMBLE[arm], STEP1[arm])] for arm in ENSEMBLE}
+    runs = study_folder(tmp_path, table)
+    return tables.aggregate("synthetic", list(ENSEMBLE), [0, 1, 2], runs), tmp_path
+
+
+def test_p_values_in_study_json_equal_scipy_against_the_first_arm(synthetic):
+    study, folder = synthetic
+    tables.write(study, str(folder))
+    saved = json.load(open(folder / "study.json"))
+    assert saved["significance"]["reference"] == "vanilla" and "Welch" in saved["significance"]["test"]
+    assert all("vs_reference" not in cell for cell in saved["arms"]["vanilla"]["metrics"].values())
+    for arm in ("mps", "tasg", "same"):
+        for key, values in (("acc", ENSEMBLE), ("acc_step_1", STEP1)):
+            ref = sps.ttest_ind(values[arm], values["vanilla"], equal_var=False)
+            got = saved["arms"][arm]["metrics"][key]["vs_reference"]
+            assert got["p"] == pytest.approx(float(ref.pvalue), rel=1e-8), (arm, key)
+            assert got["t"] == pytest.approx(float(ref.statistic), rel=1e-8)
+            assert (got["n_a"], got["n_b"]) == (3, 3)
+    ps = {arm: saved["arms"][arm]["metrics"]["acc"]["vs_reference"]["p"] for arm in ("mps", "tasg", "same")}
+    assert ps["mps"] < 0.01 and 0.01 < ps["tasg"] < 0.05 and ps["same"] == pytest.approx(1.0)
+
+
+def test_markdown_marks_each_cell_and_states_the_test_and_n(synthetic):
+    study, _ = synthetic
+    md = tables.markdown(study)
+    assert "| vanilla | 3 | 91.00 ± 1.00 |" in md                    # the reference: never marked
+    assert "| mps | 3 | 96.00 ± 1.00** |" in md
+    assert "| tasg | 3 | 93.50 ± 1.00* |" in md
+    assert "| same | 3 | 91.00 ± 1.00 |" in md
+    legend = [line for line in md.splitlines() if line.startswith("Markers:")]
+    assert len(legend) == 1
+    assert "Welch" in legend[0] and "`vanilla`" in legend[0] and "n = 3" in legend[0]
+    assert "* p < 0.05" in legend[0] and "** p < 0.01" in legend[0]
+
+
+def test_an_arm_with_one_finished_seed_gets_no_marker_and_says_its_n(tmp_path):
+    table = {"vanilla": [{"acc": accs(e, [e, e])} for e in (0.90, 0.91, 0.92)],
+             "mps": [{"acc": accs(0.99, [0.99, 0.99])}]}
+    study = tables.aggregate("one", ["vanilla", "mps"], [0, 1, 2], study_folder(tmp_path, table))
+    assert study["arms"]["mps"]["metrics"]["acc"]["vs_reference"]["p"] is None
+    md = tables.markdown(study)
+    assert "| mps | 1 | 99.00 ± n/a |" in md
+    assert "other arms n = 1" in md and {"arm": "mps", "seed": 1} in study["missing"]
