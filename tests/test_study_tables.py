@@ -35,7 +35,8 @@ def test_welch_equals_a_hand_computed_case_with_one_degree_of_freedom():
 @pytest.mark.parametrize("a, b", [
     ([0.91, 0.93, 0.95], [0.90, 0.90, 0.97]),
     ([0.5, 0.52, 0.49, 0.55, 0.51], [0.6, 0.58]),
-    ([0.961, 0.958, 0.970], [0.5, 0.5, 0.5]),                         # the reference without variance
+    pytest.param([0.961, 0.958, 0.970], [0.5, 0.5, 0.5],             # the reference without variance
+                 marks=pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")),
     ([10.0, 12.5, 11.0, 30.0], [1.0, 2.0, 3.0]),
 ])
 def test_welch_equals_scipy_unequal_variance_t_test(a, b):
@@ -115,3 +116,94 @@ def test_an_arm_with_one_finished_seed_gets_no_marker_and_says_its_n(tmp_path):
     md = tables.markdown(study)
     assert "| mps | 1 | 99.00 ± n/a |" in md
     assert "other arms n = 1" in md and {"arm": "mps", "seed": 1} in study["missing"]
+
+
+# --- diagnostics ----------------------------------------------------------------------------------
+
+def _diag(firing, pj, w1, rel1, **more):
+    return {"firing/mean": firing, "energy/pj_per_sample": pj, "membrane/w1_avg": w1, "gradflow/rel_1": rel1,
+            "val/acc": 0.5, "mps/alpha/l0": 0.6, **more}
+
+
+EARLIER = _diag(0.9, 9e9, 9.0, 9.0)         # an earlier diagnostics record: never aggregated
+
+DIAG_RUNS = {
+    "vanilla": [_diag(0.02, 100.0, 0.10, 0.5, **{"membrane/dmean_1/l0": 0.3, "firing/l0/1": 0.01, "firing/l0": 0.1,
+                                                 "sop/l0.conv": 7.0, "gradflow/zero_layers_1": 0}),
+                _diag(0.04, 300.0, 0.14, 0.7, **{"membrane/dmean_1/l0": 0.5, "firing/l0/1": 0.03, "firing/l0": 0.1,
+                                                 "sop/l0.conv": 7.0, "gradflow/zero_layers_1": 0}),
+                _diag(0.06, 200.0, 0.12, 0.6, **{"membrane/dmean_1/l0": 0.4, "firing/l0/1": 0.05, "firing/l0": 0.1,
+                                                 "sop/l0.conv": 7.0, "gradflow/zero_layers_1": 0})],
+    "mps": [_diag(0.03, 150.0, 0.05, 2.0, **{"membrane/htilde_w1_avg": 0.01, "gradflow/zero_direct": 0}),
+            _diag(0.05, 250.0, 0.07, 3.0, **{"membrane/htilde_w1_avg": 0.03, "gradflow/zero_direct": 2}),
+            None],                           # this seed logged no diagnostics (diagnostics.every: 0)
+}
+# by hand: mean and sample std (n − 1) over the seeds that logged the key
+DIAG_WANT = {
+    "vanilla": {"firing/mean": (0.04, 0.02, 3), "energy/pj_per_sample": (200.0, 100.0, 3),
+                "membrane/w1_avg": (0.12, 0.02, 3), "gradflow/rel_1": (0.6, 0.1, 3),
+                "membrane/dmean_1/l0": (0.4, 0.1, 3), "firing/l0/1": (0.03, 0.02, 3), "firing/l0": (0.1, 0.0, 3),
+                "sop/l0.conv": (7.0, 0.0, 3), "gradflow/zero_layers_1": (0.0, 0.0, 3)},
+    "mps": {"firing/mean": (0.04, 0.01 * math.sqrt(2), 2), "energy/pj_per_sample": (200.0, 50 * math.sqrt(2), 2),
+            "membrane/w1_avg": (0.06, 0.01 * math.sqrt(2), 2), "gradflow/rel_1": (2.5, 0.5 * math.sqrt(2), 2),
+            "membrane/htilde_w1_avg": (0.02, 0.01 * math.sqrt(2), 2), "gradflow/zero_direct": (1.0, math.sqrt(2), 2)},
+}
+
+
+@pytest.fixture()
+def with_diagnostics(tmp_path):
+    table = {arm: [{"acc": accs(0.9, [0.9]), "diag": None if d is None else [EARLIER, d]} for d in runs]
+             for arm, runs in DIAG_RUNS.items()}
+    runs = study_folder(tmp_path, table)
+    for arm, seed in runs:                   # a non-diagnostics record after the last diagnostics one
+        with open(tmp_path / arm / f"seed_{seed}" / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": 99, "test/acc": 0.9, "firing/mean": 5.0}) + "\n")
+    return tables.aggregate("diag", ["vanilla", "mps"], [0, 1, 2], runs)
+
+
+def test_diagnostics_are_the_last_diagnostics_record_mean_and_std_over_seeds(with_diagnostics):
+    study = with_diagnostics
+    for arm, want in DIAG_WANT.items():
+        got = study["arms"][arm]["diagnostics"]
+        assert set(got) == set(want), arm                # val/..., mps/alpha, diag/..., step, epoch left out
+        for key, (mean, std, n) in want.items():
+            assert got[key]["mean"] == pytest.approx(mean, rel=1e-12), (arm, key)
+            assert got[key]["std"] == pytest.approx(std, rel=1e-9), (arm, key)
+            assert got[key]["n"] == n
+    assert study["arms"]["vanilla"]["diagnostics_epoch"] == [2.0, 2.0, 2.0]
+    assert study["arms"]["mps"]["diagnostics_epoch"] == [2.0, 2.0]
+    ref = sps.ttest_ind([2.0, 3.0], [0.5, 0.7, 0.6], equal_var=False)
+    got = study["arms"]["mps"]["diagnostics"]["gradflow/rel_1"]["vs_reference"]
+    assert got["p"] == pytest.approx(float(ref.pvalue), rel=1e-8)
+
+
+def test_diagnostics_markdown_table_has_the_network_level_keys_per_arm(with_diagnostics):
+    md = tables.markdown(with_diagnostics)
+    assert "| quantity | vanilla | mps |" in md
+    assert "| n | 3 | 2 |" in md and "| epoch | 2 | 2 |" in md
+    assert "| `firing/mean` | 0.04 ± 0.02 | 0.04 ± 0.01414 |" in md
+    assert "| `energy/pj_per_sample` | 200 ± 100 | 200 ± 70.71 |" in md
+    # w1: t = 0.06/√(0.0004/3 + 0.0002/2) ≈ 3.93, df ≈ 2.88: p ≈ 0.03 → *  (scipy agrees below)
+    assert 0.01 < sps.ttest_ind([0.05, 0.07], [0.10, 0.14, 0.12], equal_var=False).pvalue < 0.05
+    assert "| `membrane/w1_avg` | 0.12 ± 0.02 | 0.06 ± 0.01414* |" in md
+    assert "| `membrane/htilde_w1_avg` | — | 0.02 ± 0.01414 |" in md
+    assert "| `gradflow/rel_1` | 0.6 ± 0.1 | 2.5 ± 0.7071 |" in md
+    assert "| `gradflow/zero_direct` | — | 1 ± 1.414 |" in md          # counted once: shown
+    assert "zero_layers_1" not in md                                  # never counted: left out
+    for per_layer in ("dmean_1/l0", "firing/l0", "sop/l0.conv"):       # per-layer keys: study.json only
+        assert per_layer not in md
+
+
+def test_no_diagnostics_logged_means_no_diagnostics_table(synthetic):
+    study, _ = synthetic
+    assert all(a["diagnostics"] == {} for a in study["arms"].values())
+    assert "Diagnostics" not in tables.markdown(study)
+
+
+def test_a_broken_metrics_line_names_the_file_and_line(tmp_path):
+    runs = study_folder(tmp_path, {"vanilla": [{"acc": accs(0.9, [0.9])}]})
+    path = tmp_path / "vanilla" / "seed_0" / "metrics.jsonl"
+    with open(path, "a") as f:
+        f.write("{not json\n")
+    with pytest.raises(tables.ResultsMissing, match=r"metrics\.jsonl, line 2: not JSON"):
+        tables.aggregate("broken", ["vanilla"], [0], runs)

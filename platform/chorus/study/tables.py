@@ -1,6 +1,7 @@
 """The tables of a study, from the runs' own result files (docs/method.md, "Recipes and runs"): per arm,
 mean ± sample standard deviation over seeds (with the number of seeds) of the ensemble accuracy, the
-accuracy of each timestep alone and of the first k, and α per MPS layer at the end, each accuracy cell
+accuracy of each timestep alone and of the first k, α per MPS layer at the end and the diagnostics of the
+last diagnostics record (:mod:`chorus.study.diagnostics`), each accuracy and diagnostics cell
 of an arm after the first marked by its significance against the first (:mod:`chorus.study.significance`);
 written as ``study.json`` and ``study.md``. Reads only the run folders (``per_timestep.json``, ``summary.json``,
 ``metrics.jsonl``), so a study can be aggregated without MLflow.
@@ -13,7 +14,7 @@ import os
 import re
 import statistics
 
-from chorus.study import significance
+from chorus.study import diagnostics, significance
 
 ALPHA = "mps/alpha/"
 
@@ -24,8 +25,9 @@ class ResultsMissing(RuntimeError):
 
 def run_results(run_dir: str) -> dict:
     """One run's results: ``split`` (test when it was evaluated, else val), ``results`` (its
-    ``per_timestep.json``: acc, acc_step_t, acc_first_k, loss, samples) and ``alpha`` (the last logged
-    ``mps/alpha/{layer}`` of ``metrics.jsonl``)."""
+    ``per_timestep.json``: acc, acc_step_t, acc_first_k, loss, samples), ``alpha`` (the last logged
+    ``mps/alpha/{layer}`` of ``metrics.jsonl``), ``diagnostics`` (:func:`chorus.study.diagnostics.pick` of
+    its last diagnostics record) and ``diagnostics_epoch``."""
     paths = {n: os.path.join(run_dir, n) for n in ("summary.json", "per_timestep.json", "metrics.jsonl")}
     for name in ("summary.json", "per_timestep.json"):
         if not os.path.isfile(paths[name]):
@@ -35,12 +37,19 @@ def run_results(run_dir: str) -> dict:
     with open(paths["per_timestep.json"]) as f:
         results = json.load(f)
     alpha: dict[str, float] = {}
+    records = []
     if os.path.isfile(paths["metrics.jsonl"]):
         with open(paths["metrics.jsonl"]) as f:
-            for line in f:
-                rec = json.loads(line)
+            for number, line in enumerate(f, 1):
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ResultsMissing(f"{paths['metrics.jsonl']}, line {number}: not JSON ({e})") from None
+                records.append(rec)
                 alpha.update({k[len(ALPHA):]: v for k, v in rec.items() if k.startswith(ALPHA)})
+    last = diagnostics.last_record(records)
     return {"split": "test" if summary.get("test") else "val", "results": results, "alpha": alpha,
+            "diagnostics": diagnostics.pick(last), "diagnostics_epoch": last.get("epoch") if last else None,
             "wall_seconds": (summary.get("wall_seconds") or {}).get("total")}
 
 
@@ -77,12 +86,16 @@ def aggregate(name: str, arms: list[str], seeds: list[int], runs: dict[tuple[str
         for r in per_seed.values():
             for layer, v in r["alpha"].items():
                 alphas.setdefault(layer, []).append(v)
+        logged = [r for r in per_seed.values() if r["diagnostics"]]
         out["arms"][arm] = {"seeds": sorted(per_seed), "runs": {str(s): runs[(arm, s)] for s in sorted(per_seed)},
-                            "metrics": metrics, "alpha": {k: stats(v) for k, v in alphas.items()}}
+                            "metrics": metrics, "alpha": {k: stats(v) for k, v in alphas.items()},
+                            "diagnostics": diagnostics.aggregate([r["diagnostics"] for r in logged], stats),
+                            "diagnostics_epoch": [r["diagnostics_epoch"] for r in logged]}
     significance.annotate(out["arms"], "metrics")
+    significance.annotate(out["arms"], "diagnostics")
     out["significance"] = {"test": significance.TEST, "reference": arms[0] if arms else None,
                            "markers": {mark: f"p < {level}" for level, mark in significance.LEVELS},
-                           "where": "arms.{arm}.metrics.{key}.vs_reference"}
+                           "where": "arms.{arm}.metrics|diagnostics.{key}.vs_reference"}
     return out
 
 
@@ -95,7 +108,7 @@ def _cell(s: dict | None, scale: float = 100.0, digits: int = 2) -> str:
 
 
 def markdown(study: dict) -> str:
-    """``study.md``: the ensemble and per-timestep table, the first-k table, α at the end."""
+    """``study.md``: the ensemble and per-timestep table, the first-k table, α at the end, diagnostics."""
     arms = study["arms"]
     keys = [k for k in next(iter(arms.values()), {}).get("metrics", {})] if arms else []
     steps = [k for k in keys if k.startswith("acc_step_")]
@@ -125,6 +138,7 @@ def markdown(study: dict) -> str:
                   "| arm | " + " | ".join(layers) + " |", "|---|" + "---:|" * len(layers)]
         for arm, al in with_alpha.items():
             lines.append("| " + " | ".join([arm] + [_cell(al.get(layer), 1.0, 3) for layer in layers]) + " |")
+    lines += diagnostics.markdown(study)
     if study.get("missing"):
         gone = ", ".join(f"{m['arm']}/seed {m['seed']}" for m in study["missing"])
         lines += ["", f"Not finished (left out): {gone}."]
