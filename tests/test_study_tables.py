@@ -1,8 +1,12 @@
 """The study tables on synthetic run folders (tests/study_fixture.py), no training: the significance
 markers against the first arm (Welch's t-test, checked against scipy and against closed forms of the
-Student t distribution computed here by hand)."""
+Student t distribution computed here by hand), the diagnostics per arm (mean and std computed here by hand)
+and study.html (parsed with html.parser)."""
+import base64
 import json
 import math
+import os
+from html.parser import HTMLParser
 
 import pytest
 from scipy import stats as sps
@@ -207,3 +211,73 @@ def test_a_broken_metrics_line_names_the_file_and_line(tmp_path):
         f.write("{not json\n")
     with pytest.raises(tables.ResultsMissing, match=r"metrics\.jsonl, line 2: not JSON"):
         tables.aggregate("broken", ["vanilla"], [0], runs)
+
+
+# --- study.html ------------------------------------------------------------------------------------
+
+class _Page(HTMLParser):
+    """Tags in order, the text of every table cell, the img sources; unclosed or misnested elements of
+    the page's structure (html, head, body, table, tr, td, th, figure, p, h1, h2) are errors."""
+
+    CHECKED = {"html", "head", "body", "table", "tr", "td", "th", "figure", "figcaption", "p", "h1", "h2", "title",
+               "style", "code"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.cells, self.images, self.tables, self.errors, self.cell = [], [], [], 0, [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.CHECKED:
+            self.stack.append(tag)
+        self.tables += tag == "table"
+        if tag in ("td", "th"):
+            self.cell = ""
+        if tag == "img":
+            self.images.append(dict(attrs))
+
+    def handle_endtag(self, tag):
+        if tag in self.CHECKED:
+            if not self.stack or self.stack[-1] != tag:
+                self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            else:
+                self.stack.pop()
+        if tag in ("td", "th"):
+            self.cells.append(self.cell)
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def test_study_html_is_written_beside_study_md_with_every_arm_and_the_figures(synthetic):
+    study, folder = synthetic
+    study["arms"]["mps"]["alpha"] = {"l0": tables.stats([0.55, 0.6, 0.65])}       # an MPS arm for the α figure
+    paths = tables.write(study, str(folder))
+    assert [os.path.basename(p) for p in paths] == ["study.json", "study.md", "study.html"]
+    text = (folder / "study.html").read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    page = _Page()
+    page.feed(text)
+    page.close()
+    assert page.errors == [] and page.stack == []
+    md = (folder / "study.md").read_text()
+    assert page.tables == sum(1 for a, b in zip(md.splitlines(), md.splitlines()[1:])
+                              if a.startswith("|") and b.startswith("|---"))      # every Markdown table
+    for arm in ENSEMBLE:
+        assert arm in page.cells
+    assert "96.00 ± 1.00**" in page.cells and "93.50 ± 1.00*" in page.cells    # the same cells as study.md
+    assert len(page.images) == 2                                                # per-timestep curves, α per layer
+    for img in page.images:
+        assert img["src"].startswith("data:image/png;base64,") and img.get("alt")
+        png = base64.b64decode(img["src"].split(",", 1)[1], validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    assert "Welch" in text
+
+
+def test_study_html_without_alpha_has_only_the_accuracy_figure(synthetic):
+    study, folder = synthetic
+    tables.write(study, str(folder))
+    page = _Page()
+    page.feed((folder / "study.html").read_text(encoding="utf-8"))
+    assert len(page.images) == 1 and "per-timestep" in page.images[0]["alt"]

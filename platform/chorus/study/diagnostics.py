@@ -18,7 +18,8 @@ import re
 from chorus.study import significance
 
 PREFIXES = ("firing/", "energy/", "sop/", "membrane/", "gradflow/", "grad/")
-NETWORK = re.compile(r"firing/mean|energy/[^/]+|membrane/(htilde_)?w1_avg|gradflow/(rel_\d+|zero_direct|zero_layers_\d+)")
+NETWORK = re.compile(r"firing/mean|energy/[^/]+|membrane/(htilde_)?w1_avg"
+                     r"|gradflow/(rel_\d+|zero_direct|zero_layers_\d+)")
 ZEROS = "gradflow/zero_"
 MARK = "diag/"          # a record holding a diag/... key is a diagnostics record
 

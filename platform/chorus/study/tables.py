@@ -3,8 +3,9 @@ mean ± sample standard deviation over seeds (with the number of seeds) of the e
 accuracy of each timestep alone and of the first k, α per MPS layer at the end and the diagnostics of the
 last diagnostics record (:mod:`chorus.study.diagnostics`), each accuracy and diagnostics cell
 of an arm after the first marked by its significance against the first (:mod:`chorus.study.significance`);
-written as ``study.json`` and ``study.md``. Reads only the run folders (``per_timestep.json``, ``summary.json``,
-``metrics.jsonl``), so a study can be aggregated without MLflow.
+written as ``study.json``, ``study.md`` and ``study.html`` (:mod:`chorus.study.report`). Reads only the run
+folders (``per_timestep.json``, ``summary.json``, ``metrics.jsonl``), so a study can be aggregated without
+MLflow.
 """
 from __future__ import annotations
 
@@ -145,11 +146,17 @@ def markdown(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(study: dict, folder: str) -> tuple[str, str]:
-    """``study.json`` and ``study.md`` in ``folder``; returns their paths."""
-    js, md = os.path.join(folder, "study.json"), os.path.join(folder, "study.md")
+def write(study: dict, folder: str) -> tuple[str, str, str]:
+    """``study.json``, ``study.md`` and ``study.html`` (the same tables and the figures,
+    :mod:`chorus.study.report`) in ``folder``; returns their paths."""
+    from chorus.study import report
+
+    js, md, page = (os.path.join(folder, f"study.{ext}") for ext in ("json", "md", "html"))
+    text = markdown(study)
     with open(js, "w") as f:
         json.dump(study, f, indent=1)
     with open(md, "w") as f:
-        f.write(markdown(study))
-    return js, md
+        f.write(text)
+    with open(page, "w", encoding="utf-8") as f:
+        f.write(report.render(study, text))
+    return js, md, page
