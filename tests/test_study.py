@@ -97,7 +97,7 @@ def test_one_mlflow_parent_with_a_child_per_arm_and_seed(done):
     assert sorted((k.data.tags["chorus.study.arm"], k.data.tags["chorus.study.seed"]) for k in kids) == [
         ("mps_tasg", "0"), ("mps_tasg", "1"), ("vanilla", "0"), ("vanilla", "1")]
     assert all(k.info.status == "FINISHED" for k in kids)
-    assert {"study.json", "study.md"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"study.json", "study.md", "study.html"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}
 
 
 @pytest.mark.slow
