@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from scipy import stats as scipy_stats
 
 from chorus.cli import main
 from test_train_support import ROOT, ndigits_shards
@@ -61,9 +62,13 @@ def test_tables_equal_numbers_recomputed_from_the_runs_result_files(done, capsys
             assert s["std"] == pytest.approx(values.std(ddof=1), abs=1e-12)
     means = [s["mean"] for a in study["arms"].values() for s in a["metrics"].values()]
     assert len({round(v, 9) for v in means}) > 2, means              # the runs learned: the keys differ
+    ref = [json.load(open(folder / "vanilla" / f"seed_{s}" / "per_timestep.json"))["acc"] for s in (0, 1)]
     for arm in ("vanilla", "mps_tasg"):
         files = [json.load(open(folder / arm / f"seed_{s}" / "per_timestep.json")) for s in (0, 1)]
         cell = f"{100 * np.mean([f['acc'] for f in files]):.2f} ± {100 * np.std([f['acc'] for f in files], ddof=1):.2f}"
+        if arm != "vanilla":                     # Welch's t-test against the first arm (scipy's p here)
+            p = scipy_stats.ttest_ind([f["acc"] for f in files], ref, equal_var=False).pvalue
+            cell += "**" if p < 0.01 else "*" if p < 0.05 else ""
         assert f"| {arm} | 2 | {cell} |" in open(folder / "study.md").read()
     # α at the end only for the MPS arm: the last mps/alpha values of each run's metrics.jsonl
     assert study["arms"]["vanilla"]["alpha"] == {}
@@ -92,7 +97,7 @@ def test_one_mlflow_parent_with_a_child_per_arm_and_seed(done):
     assert sorted((k.data.tags["chorus.study.arm"], k.data.tags["chorus.study.seed"]) for k in kids) == [
         ("mps_tasg", "0"), ("mps_tasg", "1"), ("vanilla", "0"), ("vanilla", "1")]
     assert all(k.info.status == "FINISHED" for k in kids)
-    assert {"study.json", "study.md"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"study.json", "study.md", "study.html"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}
 
 
 @pytest.mark.slow

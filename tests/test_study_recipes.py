@@ -59,3 +59,33 @@ def test_quickstart_ablation_plans_four_arms_by_three_seeds_at_the_papers_thresh
         assert (r.neuron.v_threshold, r.neuron.mps_init, r.train.seed) == (1.0, "first", p.seed)
         assert r.train.epochs == 6 and r.diagnostics.every == 5 and r.data.T == 4 and r.model.name == "vgg_small"
         assert r.train.out_dir == os.path.join(spec.folder, p.arm, f"seed_{p.seed}")
+
+
+STUDIES = sorted(glob.glob(os.path.join(ROOT, "recipes", "study", "*.yaml")))
+
+
+def test_recipes_study_holds_the_quickstart_and_the_nmotion_ablation():
+    assert {os.path.basename(p) for p in STUDIES} >= {"quickstart_ablation.yaml", "nmotion_ablation.yaml"}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=os.path.basename)
+def test_every_study_file_validates_and_every_arm_and_seed_is_a_valid_recipe(path):
+    spec = load_study(path)                                # a StudyError names the key and the file
+    assert os.path.isfile(spec.recipe) and spec.name == os.path.splitext(os.path.basename(path))[0]
+    pairs = plan(spec)                                     # every arm × seed loaded as a training recipe
+    assert [(p.arm, p.seed) for p in pairs] == [(a, s) for a in spec.arms for s in spec.seeds]
+    for p in pairs:
+        assert p.recipe.train.seed == p.seed and p.recipe.neuron.mps_init == "first"
+
+
+def test_nmotion_ablation_plans_the_same_four_arms_on_n_motion():
+    spec = load_study(os.path.join(ROOT, "recipes", "study", "nmotion_ablation.yaml"))
+    assert spec.recipe == os.path.join(ROOT, "recipes", "temporal.yaml") and spec.seeds == [0, 1, 2]
+    pairs = plan(spec)
+    got = {(p.arm, p.seed): (p.recipe.neuron.mps, p.recipe.loss.gamma) for p in pairs}
+    want = {"vanilla": (False, 0.0), "mps": (True, 0.0), "tasg": (False, 1.0), "mps_tasg": (True, 1.0)}
+    assert got == {(a, s): v for a, v in want.items() for s in (0, 1, 2)}
+    for p in pairs:
+        r = p.recipe
+        assert os.path.basename(os.path.normpath(r.data.shards)) == "nmotion"
+        assert (r.neuron.v_threshold, r.data.T, r.model.name, r.train.epochs) == (1.0, 4, "vgg_small", 6)

@@ -200,13 +200,16 @@ def _parent(spec: StudySpec, recipe: Recipe):
 
 
 def _record(parent, study: dict, paths) -> None:
-    """The study's tables on the parent run: ``study/{arm}/{metric}_mean|_std|_n`` and the two files."""
+    """The study's tables on the parent run: ``study/{arm}/{metric}_mean|_std|_p`` (p: Welch's t-test
+    against the first arm, where testable), ``study/{arm}/n`` and the written files."""
     metrics = {}
     for arm, a in study["arms"].items():
         for key, s in a["metrics"].items():
             metrics[f"study/{arm}/{key}_mean"] = s["mean"]
             if s["std"] is not None:
                 metrics[f"study/{arm}/{key}_std"] = s["std"]
+            if (s.get("vs_reference") or {}).get("p") is not None:     # Welch's p against the first arm
+                metrics[f"study/{arm}/{key}_p"] = s["vs_reference"]["p"]
         metrics[f"study/{arm}/n"] = len(a["seeds"])
     parent.log_metrics(metrics, 0)
     for path in paths:
