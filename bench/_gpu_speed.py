@@ -116,11 +116,16 @@ def run(device: str, dry_run: bool, deadline: float, timesteps=(4, 16)) -> dict:
             cands[SJ] = sj_fn
         steps = {k: _step(f, x, g) for k, f in cands.items()}
         first = {}
-        for k, s in steps.items():  # first use (compiles, builds, warms caches), untimed by the medians
+        for k, s in list(steps.items()):  # first use (compiles, builds, warms caches), untimed by the medians
             t0 = time.perf_counter()
-            s()
-            if sync:
-                sync()
+            try:
+                s()
+                if sync:
+                    sync()
+            except Exception as exc:  # a candidate that cannot run here drops out, the others go on
+                out["skipped"][f"{k} T={T}"] = f"raised {type(exc).__name__}: {str(exc)[:300]}"
+                del steps[k]
+                continue
             first[k] = time.perf_counter() - t0
         med = interleaved_medians(steps, rounds=rounds, warmup=1, sync=sync)
         peak = {k: _peak(s) for k, s in steps.items()} if cuda else {}

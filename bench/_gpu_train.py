@@ -71,16 +71,20 @@ def run(device: str, dry_run: bool, deadline: float) -> dict:
             out["skipped"][name] = "time budget spent"
             continue
         step = _stepper(model, reset, x, y, device)
-        t0 = time.perf_counter()
-        for _ in range(warmup):
-            loss = step()
-        sync()
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            loss = step()
-        sync()
-        wall = time.perf_counter() - t0
+        try:
+            t0 = time.perf_counter()
+            for _ in range(warmup):
+                loss = step()
+            sync()
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                loss = step()
+            sync()
+            wall = time.perf_counter() - t0
+        except Exception as exc:  # one candidate that cannot train here (e.g. a peer kernel without bf16)
+            out["skipped"][name] = f"raised {type(exc).__name__}: {str(exc)[:300]}"
+            continue
         out["rows"].append({"candidate": name, "samples_per_s": round(B * steps / wall, 2),
                             "step_ms": round(wall / steps * 1e3, 3), "warmup_s": round(first, 3),
                             "loss": float(loss), "finite": bool(torch.isfinite(loss))})

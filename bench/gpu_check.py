@@ -74,6 +74,20 @@ def _write(result: dict, out: str) -> str:
     return path
 
 
+def bars(result: dict) -> dict:
+    """Issue 12's GPU bars from the figures (None where a figure is missing): chorus MPS on [auto] at
+    least as fast as SpikingJelly's LIF (MPS off) at T = 4 and 16, VGG-9 training ≥ 1.3× its build."""
+    out = {}
+    for r in result["speed"].get("rows", []):
+        if r["candidate"] == "chorus MPS on [auto]" and r["speed_vs_sj"] is not None:
+            out[f"layer_T{r['T']}_mps_on_vs_sj>=1"] = {"value": r["speed_vs_sj"], "pass": r["speed_vs_sj"] >= 1.0}
+    v = result["train"].get("mps_on_vs_sj")
+    out["vgg9_train_mps_on_vs_sj>=1.3"] = None if v is None else {"value": v, "pass": v >= 1.3}
+    v = result["train"].get("mps_on_vs_relu_twin")
+    out["vgg9_train_mps_on_vs_relu_twin>=0.95"] = None if v is None else {"value": v, "pass": v >= 0.95}
+    return out
+
+
 def _print(result: dict) -> None:
     from _common import print_table
 
@@ -98,6 +112,8 @@ def _print(result: dict) -> None:
     for part in PARTS:
         if not result[part].get("ran"):
             print(f"{part}: skipped ({result[part]['reason']})")
+    for name, b in result.get("bars", {}).items():
+        print(f"bar {name}: " + ("no figure" if b is None else f"{b['value']} -> {'PASS' if b['pass'] else 'FAIL'}"))
 
 
 def main(argv=None) -> int:
@@ -119,6 +135,7 @@ def main(argv=None) -> int:
     if device == "cpu" and not args.dry_run:
         for part in PARTS:
             result[part]["reason"] = "no CUDA device here (run with --dry-run to check the script on the CPU)"
+        result["bars"] = bars(result)
         result["elapsed_s"] = round(time.time() - start, 1)
         print(f"no CUDA device: nothing measured; wrote {_write(result, args.out)}")
         return 0
@@ -143,6 +160,7 @@ def main(argv=None) -> int:
         result["elapsed_s"] = round(time.time() - start, 1)
         _write(result, args.out)
         print(f"[gpu_check] {part}: {result[part]['seconds']} s", file=sys.stderr, flush=True)
+    result["bars"] = bars(result)
     result["elapsed_s"] = round(time.time() - start, 1)
     path = _write(result, args.out)
     _print(result)

@@ -24,7 +24,7 @@ def test_gpu_check_dry_run_writes_every_key(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     d = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert {"device", "dry_run", "budget_s", "versions", "exactness", "speed", "train", "elapsed_s"} <= set(d)
+    assert {"device", "dry_run", "budget_s", "versions", "exactness", "speed", "train", "bars", "elapsed_s"} <= set(d)
     assert d["device"] == "cpu" and d["dry_run"] is True
 
     ex = d["exactness"]
@@ -49,3 +49,18 @@ def test_gpu_check_dry_run_writes_every_key(tmp_path):
     assert {"chorus MPS on", "chorus ReLU twin", "SpikingJelly LIF"} <= names
     assert all(r["finite"] and r["samples_per_s"] > 0 for r in tr["rows"])
     assert "mps_on_vs_sj" in tr and "mps_on_vs_relu_twin" in tr
+    b = d["bars"]
+    assert {"layer_T4_mps_on_vs_sj>=1", "layer_T16_mps_on_vs_sj>=1", "vgg9_train_mps_on_vs_sj>=1.3"} <= set(b)
+    assert b["vgg9_train_mps_on_vs_sj>=1.3"]["value"] == tr["mps_on_vs_sj"]
+
+
+def test_gpu_check_respects_its_budget(tmp_path):
+    """With no time left every part is skipped, saying so, and the JSON still has every key."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    p = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", "--budget", "0.001", "--out", str(tmp_path)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    d = json.loads((tmp_path / "gpu_check.json").read_text())
+    for part in ("exactness", "speed", "train"):
+        assert d[part]["ran"] is False and "budget" in d[part]["reason"], d[part]
+    assert d["bars"]["vgg9_train_mps_on_vs_sj>=1.3"] is None
