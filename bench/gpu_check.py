@@ -12,11 +12,13 @@ spent (a part that could not run says why in the JSON):
     (``bench/_gpu_speed.py``);
 (c) ``train`` — training steps of spiking VGG-9 (T = 5, batch 64, 2×48×48, bf16 autocast) with the
     project's ensemble loss: chorus MPS on / off, its ReLU twin and the SpikingJelly build, samples/s
-    (``bench/_gpu_train.py``).
+    (``bench/_gpu_train.py``);
+(d) ``loop`` — the real loop, ``chorus train recipes/quickstart.yaml`` for 60 bf16 steps under
+    ``accelerate launch``, DDP and DeepSpeed ZeRO-2, samples/s (``bench/_gpu_loop.py``).
 
 The JSON (``gpu_check.json`` under ``--out``, default ``$OUT``) is rewritten after every part, so a run
 cut short keeps what it measured; a short table goes to stdout. Exit status 1 when an exactness entry
-fails. On a machine with a GPU (from the repository root, the project's venv active):
+fails or a training run of part (d) fails. On a machine with a GPU (from the repository root, the project's venv active):
 
     python bench/gpu_check.py --out results/gpu          # or with $OUT set: python bench/gpu_check.py
 
@@ -38,8 +40,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-PARTS = ("exactness", "speed", "train")
-SHARES = {"exactness": 0.35, "speed": 0.65, "train": 0.97}  # cumulative deadline, fraction of the budget
+PARTS = ("exactness", "speed", "train", "loop")
+SHARES = {"exactness": 0.3, "speed": 0.5, "train": 0.7, "loop": 0.97}  # cumulative deadline, fraction of the budget
 NAME = "gpu_check.json"
 
 
@@ -109,6 +111,12 @@ def _print(result: dict) -> None:
                     [[r["candidate"], r["samples_per_s"], r["step_ms"]] for r in tr["rows"]])
         print(f"chorus MPS on vs SpikingJelly: {tr.get('mps_on_vs_sj', '-')}x; "
               f"vs its ReLU twin: {tr.get('mps_on_vs_relu_twin', '-')}x")
+    lp = result["loop"]
+    if lp.get("rows"):
+        print(f"\nchorus train {lp['recipe']}")
+        print_table(["mode", "steps", "samples/s", "wall s"],
+                    [[r["mode"], r.get("steps", "-"), r.get("samples_per_s", "failed"), r.get("wall_s", "-")]
+                     for r in lp["rows"]])
     for part in PARTS:
         if not result[part].get("ran"):
             print(f"{part}: skipped ({result[part]['reason']})")
@@ -141,9 +149,10 @@ def main(argv=None) -> int:
         return 0
     import _gpu_exact
     import _gpu_speed
+    import _gpu_loop
     import _gpu_train
 
-    modules = {"exactness": _gpu_exact, "speed": _gpu_speed, "train": _gpu_train}
+    modules = {"exactness": _gpu_exact, "speed": _gpu_speed, "train": _gpu_train, "loop": _gpu_loop}
     for part in PARTS:
         if part not in args.parts:
             continue
@@ -165,8 +174,8 @@ def main(argv=None) -> int:
     path = _write(result, args.out)
     _print(result)
     print(f"\n{device} ({result['device_name']}), {result['elapsed_s']} s of {args.budget:.0f}; wrote {path}")
-    ex = result["exactness"]
-    return 1 if ex.get("ran") and not ex["passed"] else 0
+    failed = [p for p in ("exactness", "loop") if result[p].get("ran") and not result[p]["passed"]]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

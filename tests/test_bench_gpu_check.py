@@ -1,4 +1,5 @@
-"""bench/gpu_check.py starts and writes its JSON (issue 12): the CPU dry run, as a user would type it.
+"""bench/gpu_check.py starts and writes its JSON (issue 12): the CPU dry run, as a user would type it
+(parts a-c here; part d, the real loop, in a slow test).
 
 The exactness entries compare each backend with the plain per-timestep reference loop inside the
 script; here every one of them must have passed, for both ``mps_init`` values, with the Triton kernels
@@ -20,12 +21,14 @@ def test_gpu_check_dry_run_writes_every_key(tmp_path):
     pytest.importorskip("triton")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # a CPU run even on a GPU machine
     env.pop("OUT", None)
-    p = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", "--out", str(tmp_path)], cwd=ROOT,
+    p = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", "--out", str(tmp_path),
+                        "--parts", "exactness", "speed", "train"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     d = json.loads((tmp_path / "gpu_check.json").read_text())
     assert {"device", "dry_run", "budget_s", "versions", "exactness", "speed", "train", "bars", "elapsed_s"} <= set(d)
     assert d["device"] == "cpu" and d["dry_run"] is True
+    assert d["loop"] == {"ran": False, "reason": "not asked for (--parts)"}
 
     ex = d["exactness"]
     assert ex["ran"] and ex["passed"]
@@ -61,6 +64,20 @@ def test_gpu_check_respects_its_budget(tmp_path):
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     d = json.loads((tmp_path / "gpu_check.json").read_text())
-    for part in ("exactness", "speed", "train"):
+    for part in ("exactness", "speed", "train", "loop"):
         assert d[part]["ran"] is False and "budget" in d[part]["reason"], d[part]
     assert d["bars"]["vgg9_train_mps_on_vs_sj>=1.3"] is None
+
+
+@pytest.mark.slow  # makes the N-Digits shards and starts `chorus train`: about 25 s on 2 cores
+def test_gpu_check_dry_run_trains_through_the_real_loop(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env.pop("CHORUS_GPU_CHECK_SHARDS", None)
+    p = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", "--parts", "loop", "--out", str(tmp_path)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    lp = json.loads((tmp_path / "gpu_check.json").read_text())["loop"]
+    assert lp["ran"] and lp["passed"] and lp["recipe"] == "recipes/quickstart.yaml"
+    (row,) = lp["rows"]
+    assert row["ok"] and row["steps"] == 2 and row["samples_per_s"] > 0
+    assert "DDP, ZeRO-2" in lp["skipped"]
