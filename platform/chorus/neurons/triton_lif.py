@@ -8,7 +8,7 @@ the kernels load it into fp32, spikes come back in the input's dtype, the membra
 The backward needs H~. :data:`KEEP` chooses how it gets it: ``True`` (default) the forward writes H~
 and autograd keeps it beside X (one more [T, N] fp32 tensor alive until the backward, one pass less);
 ``False`` the backward runs the forward kernel again into a temporary (less memory held between the
-passes, one more pass over X). ``CHORUS_TRITON_KEEP=0`` sets it to False; ``bench/gpu.py`` measures both.
+passes, one more pass over X). ``CHORUS_TRITON_KEEP=0`` sets it to False; ``bench/gpu_check.py`` measures both.
 """
 from __future__ import annotations
 
