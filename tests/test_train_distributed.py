@@ -3,6 +3,7 @@ and ZeRO-2 (fp32; client optimizer, no JIT-compiled Adam). Each launch runs `cho
 saves each rank's parameters; the checks compare the ranks with each other and, for the ZeRO-2
 resume, with the uninterrupted launch."""
 import json
+import math
 import os
 import shutil
 
@@ -67,6 +68,15 @@ def test_deepspeed_zero_two_processes_and_resume(shards, tmp_path, stage):
                                 f"train.precision={precision}", port=29530 + stage)
     check_ranks(res, params, shards, tmp_path, "DEEPSPEED")
     if stage != 2:
+        # bf16: BatchNorm statistics stayed fp32 (no master copy would repair bf16 ones), and α was read
+        # from the optimizer's fp32 master β, not from the bf16 copy the forward uses
+        stats = {k: d for k, d in res[0]["buffer_dtypes"].items() if "running_" in k}
+        assert stats and set(stats.values()) == {"torch.float32"}, stats
+        alphas = res[0]["alpha"]
+        assert alphas and alphas == res[1]["alpha"]
+        betas = [math.log(a / (1 - a)) for a in alphas.values()]
+        # a β read from bf16 sits on the bf16 grid up to fp32 rounding (~1e-7); the master copy is off it
+        assert any(abs(b - torch.tensor(b).bfloat16().double().item()) > 1e-5 for b in betas), betas
         return
     # resume the epoch-1 checkpoint (ZeRO shards, optimizer, RNG) in a new run folder and finish epoch 2
     ck = tmp_path / "ds" / "checkpoints"

@@ -62,5 +62,8 @@ import torch.distributed as dist
 rank = dist.get_rank() if dist.is_initialized() else 0
 torch.save({k: v.detach().float().clone() for k, v in result["model"].state_dict().items()}, f"{out}/params_rank{rank}.pt")
 json.dump({"batches": result["batches_this_rank"], "distributed_type": result["distributed_type"], "steps": result["steps"], "run_id": result["mlflow_run_id"],
-           "val": result["val"], "test": result["test"]}, open(f"{out}/result_rank{rank}.json", "w"))
+           "val": result["val"], "test": result["test"],
+           "buffer_dtypes": {k: str(b.dtype) for k, b in result["model"].named_buffers()},
+           "alpha": {k: v for h in result["history"] for k, v in h.items() if k.startswith("mps/alpha/")}},
+          open(f"{out}/result_rank{rank}.json", "w"))
 """

@@ -17,7 +17,8 @@ from chorus.losses import ensemble_loss
 from chorus.models.introspect import eval_mode
 from chorus.train.components import iterate
 from chorus.train.metrics import TimestepAccuracy
-from chorus.train.zero3 import gathered, is_zero3, lockstep
+from chorus.train.master_copy import master_values
+from chorus.train.zero3 import is_zero3, lockstep
 
 
 @torch.no_grad()
@@ -46,9 +47,10 @@ def _evaluate(model, loader, *, T, accelerator, loss_kwargs, dtype) -> dict[str,
 
 
 def alpha_values(layers, accelerator=None) -> dict[str, float]:
-    """``mps/alpha/{layer}`` for every MPS layer (under ZeRO-3 every rank calls it: β is gathered)."""
-    with gathered([lif.beta for _, lif in layers], accelerator):
-        return {f"mps/alpha/{name}": float(lif.alpha.detach().float()) for name, lif in layers}
+    """``mps/alpha/{layer}`` for every MPS layer, from β as the optimizer holds it (DeepSpeed's fp32 master
+    copy under bf16/fp16: :mod:`chorus.train.master_copy`; every rank calls it together)."""
+    betas = master_values([lif.beta for _, lif in layers], accelerator)
+    return {f"mps/alpha/{name}": float(torch.sigmoid(beta).reshape(-1)[0]) for (name, _), beta in zip(layers, betas)}
 
 
 def first_batches(loader, samples: int, time_first: bool = True) -> list:

@@ -20,6 +20,7 @@ from chorus.folder_lock import FolderLock, FolderLockedError
 from chorus.tracking import NullTracker, Tracker
 from chorus.train import components, resume_check, rundir, setup
 from chorus.train.checkpoint import CheckpointManager
+from chorus.train.fp32_norms import keep_fp32_statistics
 from chorus.train.optim import build_optimizer, build_scheduler, reapply_hparams, rebase_lr
 from chorus.train.precision import Precision
 from chorus.train.preflight import Plan
@@ -218,7 +219,7 @@ def _start(recipe: Recipe, acc, plan: Plan, loss_fn: nn.Module, run_dir: str,
     raw = acc.unwrap_model(model)
     in_dtype = setup.model_dtype(raw) if deepspeed else None
     if in_dtype is not None:
-        setup.match_buffers(raw, in_dtype)
+        keep_fp32_statistics(raw, in_dtype)        # BatchNorm statistics stay fp32 under DeepSpeed bf16/fp16
     from chorus.models import mps_layers
 
     ckpt = CheckpointManager(os.path.join(run_dir, "checkpoints"), acc, keep_last=recipe.train.keep_last)

@@ -193,14 +193,6 @@ def sync_buffers(model) -> None:
             dist.broadcast(b.data, src=0)
 
 
-def match_buffers(model, dtype: torch.dtype) -> None:
-    """DeepSpeed bf16/fp16 casts parameters but not buffers; BatchNorm then meets fp32 running
-    statistics and a bf16 input. Bring floating buffers to the parameters' dtype."""
-    for b in model.buffers():
-        if b.is_floating_point() and b.dtype != dtype:
-            b.data = b.data.to(dtype)
-
-
 def model_dtype(model) -> torch.dtype:
     """DeepSpeed bf16/fp16 casts the model; inputs must follow."""
     for p in model.parameters():
