@@ -13,10 +13,23 @@ shards) served by moto's S3 server on 127.0.0.1 (its own process), interleaved r
 Prints bytes/s of each, the cold and warm ratios to the local read, and the CPU seconds each
 step costs this process (all threads) and the server process: with 2 cores, wall time cannot be
 below (client + server CPU) / 2. ``--prefetch`` lists the ``prefetch_shards`` values tried for the
-cold pass. With ``--profile`` also a cProfile of one cold pass (the calling thread only).
+cold pass. With ``--profile`` also a cProfile of one cold pass (all the threads it starts).
+
+Measured (2026-12-03, 2 shared AMD EPYC cores, load 1-5 from other work, 16 MB shards, 87 MB
+N-Digits / 112 MB CIFAR-sized): the server is not the ceiling — one s3fs GET at a time reads
+415-694 MB/s (the server spends 0.05 CPU s per pass), chorus cold 134-342 MB/s. The cold pass
+costs 0.4-0.56 CPU s in this process against 0.11-0.24 for the local read: download on s3fs's
+event loop 0.05-0.11, sha256 0.06-0.08, cache write 0.03-0.1, and its wall time is about the sum
+of the pieces measured alone (no overlap is left on 2 shared cores); the merged profile is
+waiting on the downloads plus binning, sha256 and the write. Tried and not kept: one fetch thread
+instead of two (0.43x vs 0.45x N-Digits, 0.24x vs 0.25x CIFAR-sized, same run), prefetch 1 or
+3 (within noise), the downloads in a helper process (forked per pass: 0.24x/0.15x vs
+0.54x/0.36x in-process; kept across passes: +10% N-Digits, -25% CIFAR-sized),
+``sys.setswitchinterval(1e-4)`` (+5-20%, but process-wide).
 
     .venv/bin/python bench/data_cold.py [--rounds 3] [--workdir DIR] [--stream-shard-mb 16]
                                         [--cifar-samples 80] [--events 200000] [--profile]
+                                        [--prefetch 1,2,3] [--only CIFAR-sized]
 """
 from __future__ import annotations
 
@@ -122,8 +135,39 @@ def pieces(folder, work):
     return {"sha256": sha, "cache write": write}
 
 
+def profiled(fn, title: str, top: int = 22) -> None:
+    """cProfile of ``fn()`` in every thread it starts (reader, binning and fetch threads; not
+    s3fs's event-loop thread, running already, whose cost is the raw GET rows'), merged, by own
+    time."""
+    import cProfile
+    import pstats
+    import threading
+
+    profiles, run = [], threading.Thread.run
+
+    def run_profiled(self):
+        prof = cProfile.Profile()
+        profiles.append(prof)
+        prof.enable()
+        try:
+            run(self)
+        finally:
+            prof.disable()
+
+    threading.Thread.run = run_profiled
+    main = cProfile.Profile()
+    try:
+        main.enable()
+        fn()
+        main.disable()
+    finally:
+        threading.Thread.run = run
+    print(f"\ncProfile, {title}: every thread it started, merged, by own time")
+    pstats.Stats(main, *profiles).sort_stats("tottime").print_stats(top)
+
+
 def with_cpu(fn, server, cpu):
-    """``fn`` that also appends (this process's CPU s, the server's CPU s) of each call to ``cpu``."""
+    """``fn``, also appending (own CPU s, the server's CPU s) of each call to ``cpu``."""
     def run():
         before = (time.process_time(), sum(server.cpu_times()[:2]))
         fn()
@@ -197,18 +241,11 @@ def main() -> int:
         print_table(["step", "s", "shard MB/s", "vs local read", "CPU s", "server CPU s"],
                     rows)
         if args.profile:
-            import cProfile
-            import pstats
-
             for dataset, folder in sets.items():
                 cold.clear()
                 rel = os.path.relpath(folder, work)
-                prof = cProfile.Profile()
-                prof.enable()
-                chorus_pass(f"{s3}/{rel}", args.T, args.batch, cache_dir=cold.next())()
-                prof.disable()
-                print(f"\ncProfile, one cold pass of {dataset} (the calling thread)")
-                pstats.Stats(prof).sort_stats("cumulative").print_stats(18)
+                profiled(chorus_pass(f"{s3}/{rel}", args.T, args.batch, cache_dir=cold.next()),
+                         f"one cold pass of {dataset}")
         cold.clear()
     return 0
 
