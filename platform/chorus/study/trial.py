@@ -1,0 +1,75 @@
+"""One pair of a study (arm × seed) as a Ray Tune trial: the worker side of :mod:`chorus.study.pairs`.
+
+The trial trains exactly the recipe the study gives the pair (:func:`chorus.study.runner.pair_overrides`
+plus the MLflow parent run and the Ray trial id as a tag) in the pair's own run folder
+``{out_dir}/{name}/{arm}/seed_{seed}/`` with ``train.resume=auto``: an interrupted pair resumes from that
+folder's latest checkpoint; one without a checkpoint starts again and its earlier MLflow child (a
+driver killed before the pair's first checkpoint) is retired first (:func:`chorus.tune.trainable.fresh_start`),
+so the study keeps one child per pair. Each epoch's metrics go to Ray (:class:`TuneHooks`, no
+checkpoints: the run folder holds them). ``ray_trial.json`` in the run folder records the trial id,
+this worker's pid and host and the driver's pid; a failed pair's error is added to it before the
+exception goes on to Ray, which marks the trial errored (the study goes on with the other pairs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+PAIR_TAG = "chorus.study.pair"      # "{arm}/seed_{seed}" on the pair's MLflow child: found again on resume
+TRIAL_FILE = "ray_trial.json"
+
+
+def pair_id(arm: str, seed: int) -> str:
+    return f"{arm}/seed_{seed}"
+
+
+def _write(run_dir: str, record: dict) -> None:
+    os.makedirs(run_dir, exist_ok=True)
+    tmp = os.path.join(run_dir, TRIAL_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, os.path.join(run_dir, TRIAL_FILE))
+
+
+def pair_recipe(ctx: dict, pair: dict, trial_id: str):
+    """The pair's training recipe: the study's overrides, then the parent run and the trial's tags."""
+    from chorus.config import load_recipe
+    from chorus.tune.mlflow_runs import TRIAL_TAG
+
+    base = load_recipe(ctx["recipe"], pair["overrides"])
+    tags = {**base.tracking.tags, PAIR_TAG: pair["id"], TRIAL_TAG: trial_id}
+    extra = [f"tracking.tags={json.dumps(tags)}"]
+    if ctx.get("parent_run_id"):
+        extra.append(f"tracking.parent_run_id={json.dumps(ctx['parent_run_id'])}")
+    return load_recipe(ctx["recipe"], pair["overrides"] + extra)
+
+
+def run_pair(config: dict, ctx: dict) -> None:
+    """Ray Tune function trainable: train the pair ``config["pair"]`` of ``ctx["pairs"]``."""
+    from ray import tune
+
+    from chorus.train import NonFiniteLoss
+    from chorus.train import run as train_run
+    from chorus.train.checkpoint import latest_checkpoint
+    from chorus.tune.trainable import TrialFailed, TuneHooks, _enter_cwd, _set_threads, fresh_start
+
+    _set_threads(ctx["threads"])
+    _enter_cwd(ctx)
+    pair = ctx["pairs"][config["pair"]]
+    run_dir = pair["run_dir"]
+    trial_id = tune.get_context().get_trial_id()
+    record = {"trial_id": trial_id, "pair": pair["id"], "pid": os.getpid(), "host": socket.gethostname(),
+              "driver_pid": ctx["driver_pid"], "experiment": ctx["experiment_dir"],
+              "threads": ctx["threads"]}
+    resumed_from = latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    record["resumed_from"] = resumed_from
+    if resumed_from is None:
+        fresh_start(ctx, pair["id"], run_dir)
+    _write(run_dir, record)
+    recipe = pair_recipe(ctx, pair, trial_id)
+    try:
+        train_run(recipe, hooks=TuneHooks("val/acc", tune.report, None))
+    except (NonFiniteLoss, TrialFailed) as e:
+        _write(run_dir, {**record, "error": f"{type(e).__name__}: {e}"})
+        raise
