@@ -101,6 +101,35 @@ def test_one_mlflow_parent_with_a_child_per_arm_and_seed(done):
 
 
 @pytest.mark.slow
+def test_every_pair_ran_as_a_ray_trial_in_a_worker_process(done):
+    tmp, _, folder = done
+    state = json.load(open(folder / "study_state.json"))
+    c = MlflowClient(state["tracking_uri"])
+    parent = c.get_run(state["mlflow_run_id"])
+    kids = {(k.data.tags["chorus.study.arm"], int(k.data.tags["chorus.study.seed"])): k for k in
+            c.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+    experiment = folder / "ray" / "call_1"
+    assert {f"{a}-seed_{s}" for a in ("vanilla", "mps_tasg") for s in (0, 1)} <= set(os.listdir(experiment))
+    trial_ids = set()
+    for arm in ("vanilla", "mps_tasg"):
+        for seed in (0, 1):
+            trial = json.load(open(folder / arm / f"seed_{seed}" / "ray_trial.json"))
+            # trained in a Ray worker process, not in this (the driver's) process
+            assert trial["driver_pid"] == os.getpid() and trial["pid"] != os.getpid()
+            assert trial["pair"] == f"{arm}/seed_{seed}" and trial["experiment"] == str(experiment)
+            assert kids[(arm, seed)].data.tags["chorus.tune.trial_id"] == trial["trial_id"]
+            assert kids[(arm, seed)].data.tags["chorus.study.pair"] == f"{arm}/seed_{seed}"
+            # Ray's own record of the trial: its config names the pair, one result per epoch
+            records = experiment / f"{arm}-seed_{seed}"
+            assert json.load(open(records / "params.json")) == {"pair": f"{arm}/seed_{seed}"}
+            results = [json.loads(x) for x in open(records / "result.json")]
+            assert [r["trial_id"] for r in results] == [trial["trial_id"]] * 4
+            assert [r["epoch"] for r in results] == [1.0, 2.0, 3.0, 4.0]
+            trial_ids.add(trial["trial_id"])
+    assert len(trial_ids) == 4
+
+
+@pytest.mark.slow
 def test_rerun_needs_resume_skips_finished_pairs_and_refuses_a_changed_arm(done, capsys):
     tmp, path, folder = done
     before = {p: os.path.getmtime(folder / p / "summary.json") for p in ("vanilla/seed_0", "mps_tasg/seed_1")}
@@ -132,6 +161,7 @@ def test_rerun_needs_resume_skips_finished_pairs_and_refuses_a_changed_arm(done,
     ({"arms": {"vanilla": {"neuron.nothing": 1}}}, "'arms.vanilla'"),
     ({"fixed": {"train.epochs": 0}}, "'fixed'"),
     ({"split": "train"}, "'split'"),
+    ({"concurrency": 0}, "'concurrency'"),
 ])
 def test_bad_study_files_exit_2_naming_the_key_and_write_nothing(tmp_path, capsys, change, named):
     shards = str(tmp_path / "no-shards-needed")

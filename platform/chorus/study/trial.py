@@ -69,7 +69,21 @@ def run_pair(config: dict, ctx: dict) -> None:
     _write(run_dir, record)
     recipe = pair_recipe(ctx, pair, trial_id)
     try:
-        train_run(recipe, hooks=TuneHooks("val/acc", tune.report, None))
+        result = train_run(recipe, hooks=TuneHooks("val/acc", tune.report, None))
     except (NonFiniteLoss, TrialFailed) as e:
         _write(run_dir, {**record, "error": f"{type(e).__name__}: {e}"})
         raise
+    if resumed_from and (result or {}).get("mlflow_run_id"):
+        _retag(result.get("tracking_uri") or ctx.get("uri"), result["mlflow_run_id"], trial_id)
+
+
+def _retag(uri: str, run_id: str, trial_id: str) -> None:
+    """A resumed pair continues its MLflow child, made by an earlier trial: tag it with this trial."""
+    from chorus.tune.mlflow_runs import TRIAL_TAG
+
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=uri).set_tag(run_id, TRIAL_TAG, trial_id)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a trained pair
+        print(f"[chorus] study: could not tag MLflow run {run_id} with trial {trial_id}: {exc}", flush=True)
