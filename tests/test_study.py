@@ -150,6 +150,34 @@ def test_rerun_needs_resume_skips_finished_pairs_and_refuses_a_changed_arm(done,
     assert study["arms"]["mps_tasg"]["metrics"]["acc"]["n"] == 2
 
 
+@pytest.mark.slow
+def test_a_pair_whose_loss_turns_non_finite_is_reported_and_the_study_goes_on(tmp_path_factory, capsys):
+    shards = ndigits_shards(tmp_path_factory)
+    tmp = tmp_path_factory.mktemp("study_fail")
+    arms = {"vanilla": {"neuron.mps": False, "loss.gamma": 0.0}, "blowup": {"optim.name": "sgd", "optim.lr": 1e8},
+            "tasg": {"neuron.mps": False, "loss.gamma": 1.0}}
+    path = write_study(tmp, shards, name="fail", arms=arms, seeds=[0], fixed={**fixed(shards, tmp), "train.epochs": 1})
+    capsys.readouterr()
+    assert main(["study", path]) == 1
+    err = capsys.readouterr().err
+    assert "[chorus] study: blowup seed 0 failed: NonFiniteLoss: non-finite loss" in err, err[-3000:]
+    assert "trained 2, skipped 0 finished, failed 1" in err
+    folder = tmp / "studies" / "fail"
+    study = json.load(open(folder / "study.json"))
+    assert [(f["arm"], f["seed"]) for f in study["failed"]] == [("blowup", 0)]
+    assert study["arms"]["vanilla"]["metrics"]["acc"]["n"] == 1 and study["arms"]["tasg"]["metrics"]["acc"]["n"] == 1
+    # the pair after the failed one trained (the study went on), in a Ray worker
+    assert (folder / "tasg" / "seed_0" / "per_timestep.json").is_file()
+    assert json.load(open(folder / "tasg" / "seed_0" / "ray_trial.json"))["pid"] != os.getpid()
+    state = json.load(open(folder / "study_state.json"))
+    c = MlflowClient(state["tracking_uri"])
+    assert c.get_run(state["mlflow_run_id"]).info.status == "FAILED"
+    kids = c.search_runs([c.get_run(state["mlflow_run_id"]).info.experiment_id],
+                         f"tags.mlflow.parentRunId = '{state['mlflow_run_id']}'")
+    assert {k.data.tags["chorus.study.arm"]: k.info.status for k in kids} == {
+        "vanilla": "FINISHED", "blowup": "FAILED", "tasg": "FINISHED"}
+
+
 @pytest.mark.parametrize("change, named", [
     ({"arms": {}}, "'arms'"),
     ({"arms": {"MPS+TASG": {"neuron.mps": True}}}, "'arms'"),
