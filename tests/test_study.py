@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from scipy import stats as scipy_stats
 
@@ -151,12 +152,35 @@ def test_rerun_needs_resume_skips_finished_pairs_and_refuses_a_changed_arm(done,
 
 
 @pytest.mark.slow
+def test_a_pair_trained_again_from_scratch_keeps_one_mlflow_child(done):
+    """After the resume above retrained the lost pair from scratch, its earlier child is retired
+    (KILLED, tagged superseded, deleted: restorable), so the study still has one child per pair."""
+    tmp, _, folder = done
+    state = json.load(open(folder / "study_state.json"))
+    c = MlflowClient(state["tracking_uri"])
+    exp = c.get_run(state["mlflow_run_id"]).info.experiment_id
+    where = f"tags.mlflow.parentRunId = '{state['mlflow_run_id']}'"
+    kids = c.search_runs([exp], where)
+    assert sorted((k.data.tags["chorus.study.arm"], k.data.tags["chorus.study.seed"]) for k in kids) == [
+        ("mps_tasg", "0"), ("mps_tasg", "1"), ("vanilla", "0"), ("vanilla", "1")]
+    assert all(k.info.status == "FINISHED" for k in kids)
+    retired = c.search_runs([exp], where, run_view_type=ViewType.DELETED_ONLY)
+    assert [(k.data.tags["chorus.study.pair"], k.data.tags["chorus.tune.status"]) for k in retired] == [
+        ("mps_tasg/seed_0", "superseded")]
+    now = next(k for k in kids if k.data.tags["chorus.study.pair"] == "mps_tasg/seed_0")
+    trial = json.load(open(folder / "mps_tasg" / "seed_0" / "ray_trial.json"))
+    assert now.data.tags["chorus.tune.trial_id"] == trial["trial_id"] and trial["resumed_from"] is None
+    assert trial["experiment"] == str(folder / "ray" / "call_2")
+
+
+@pytest.mark.slow
 def test_a_pair_whose_loss_turns_non_finite_is_reported_and_the_study_goes_on(tmp_path_factory, capsys):
     shards = ndigits_shards(tmp_path_factory)
     tmp = tmp_path_factory.mktemp("study_fail")
     arms = {"vanilla": {"neuron.mps": False, "loss.gamma": 0.0}, "blowup": {"optim.name": "sgd", "optim.lr": 1e8},
             "tasg": {"neuron.mps": False, "loss.gamma": 1.0}}
-    path = write_study(tmp, shards, name="fail", arms=arms, seeds=[0], fixed={**fixed(shards, tmp), "train.epochs": 1})
+    path = write_study(tmp, shards, name="fail", arms=arms, seeds=[0], concurrency=2,
+                       fixed={**fixed(shards, tmp), "train.epochs": 1})
     capsys.readouterr()
     assert main(["study", path]) == 1
     err = capsys.readouterr().err
@@ -168,7 +192,11 @@ def test_a_pair_whose_loss_turns_non_finite_is_reported_and_the_study_goes_on(tm
     assert study["arms"]["vanilla"]["metrics"]["acc"]["n"] == 1 and study["arms"]["tasg"]["metrics"]["acc"]["n"] == 1
     # the pair after the failed one trained (the study went on), in a Ray worker
     assert (folder / "tasg" / "seed_0" / "per_timestep.json").is_file()
-    assert json.load(open(folder / "tasg" / "seed_0" / "ray_trial.json"))["pid"] != os.getpid()
+    trials = {a: json.load(open(folder / a / "seed_0" / "ray_trial.json")) for a in arms}
+    assert all(t["pid"] != os.getpid() for t in trials.values())
+    # concurrency 2: the first two pairs trained at the same time, in two Ray worker processes
+    assert trials["vanilla"]["pid"] != trials["blowup"]["pid"] and len({t["trial_id"] for t in trials.values()}) == 3
+    assert "2 at a time" in err
     state = json.load(open(folder / "study_state.json"))
     c = MlflowClient(state["tracking_uri"])
     assert c.get_run(state["mlflow_run_id"]).info.status == "FAILED"

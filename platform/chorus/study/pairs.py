@@ -112,7 +112,19 @@ def run_pairs(spec, todo: list, parent_run_id: Optional[str], uri: Optional[str]
             out.failed.append((p.arm, p.seed, _message(p.run_dir, errors[pid])))
         else:
             out.interrupted.append((p.arm, p.seed))
+            _close_interrupted(uri, parent_run_id if tracking else None, pid)
     return out
+
+
+def _close_interrupted(uri: Optional[str], parent_run_id: Optional[str], pid: str) -> None:
+    """An interrupted pair's MLflow child (Ray stopped its trial) ends KILLED; ``--resume`` reopens it."""
+    from chorus.study.trial import PAIR_TAG
+    from chorus.tune.mlflow_runs import close_child
+
+    try:
+        close_child(uri or "", parent_run_id, pid, "KILLED", "interrupted", tag=PAIR_TAG)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping must not hide the interrupt
+        print(f"[chorus] study: could not close the MLflow run of {pid}: {exc}", flush=True)
 
 
 def _dirname(trial) -> str:
