@@ -108,7 +108,7 @@ def run_pairs(spec, todo: list, parent_run_id: Optional[str], uri: Optional[str]
     for pid, p in by_id.items():
         if p.finished:
             out.trained.append((p.arm, p.seed))
-        elif pid in errors:
+        elif pid in errors and not _stopped(p.run_dir, ctx["experiment_dir"]):
             out.failed.append((p.arm, p.seed, _message(p.run_dir, errors[pid])))
         else:
             out.interrupted.append((p.arm, p.seed))
@@ -132,19 +132,29 @@ def _dirname(trial) -> str:
     return trial.config["pair"].replace("/", "-")
 
 
-def _message(run_dir: str, error) -> str:
-    """The pair's error as its trial recorded it (``ray_trial.json``), else the last line of Ray's."""
+def _record(run_dir: str) -> dict:
     import json
 
     from chorus.study.trial import TRIAL_FILE
 
     try:
         with open(os.path.join(run_dir, TRIAL_FILE)) as f:
-            msg = json.load(f).get("error")
-        if msg:
-            return msg
+            return json.load(f)
     except (OSError, ValueError):
-        pass
+        return {}
+
+
+def _stopped(run_dir: str, experiment_dir: str) -> bool:
+    """The pair's trial of this call was interrupted (Ray stopped it), rather than failing."""
+    rec = _record(run_dir)
+    return bool(rec.get("interrupted")) and rec.get("experiment") == experiment_dir
+
+
+def _message(run_dir: str, error) -> str:
+    """The pair's error as its trial recorded it (``ray_trial.json``), else the last line of Ray's."""
+    msg = _record(run_dir).get("error")
+    if msg:
+        return msg
     lines = [x for x in str(error).strip().splitlines() if x.strip()]
     return lines[-1] if lines else type(error).__name__
 
