@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from scipy import stats as scipy_stats
 
@@ -101,6 +102,35 @@ def test_one_mlflow_parent_with_a_child_per_arm_and_seed(done):
 
 
 @pytest.mark.slow
+def test_every_pair_ran_as_a_ray_trial_in_a_worker_process(done):
+    tmp, _, folder = done
+    state = json.load(open(folder / "study_state.json"))
+    c = MlflowClient(state["tracking_uri"])
+    parent = c.get_run(state["mlflow_run_id"])
+    kids = {(k.data.tags["chorus.study.arm"], int(k.data.tags["chorus.study.seed"])): k for k in
+            c.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+    experiment = folder / "ray" / "call_1"
+    assert {f"{a}-seed_{s}" for a in ("vanilla", "mps_tasg") for s in (0, 1)} <= set(os.listdir(experiment))
+    trial_ids = set()
+    for arm in ("vanilla", "mps_tasg"):
+        for seed in (0, 1):
+            trial = json.load(open(folder / arm / f"seed_{seed}" / "ray_trial.json"))
+            # trained in a Ray worker process, not in this (the driver's) process
+            assert trial["driver_pid"] == os.getpid() and trial["pid"] != os.getpid()
+            assert trial["pair"] == f"{arm}/seed_{seed}" and trial["experiment"] == str(experiment)
+            assert kids[(arm, seed)].data.tags["chorus.tune.trial_id"] == trial["trial_id"]
+            assert kids[(arm, seed)].data.tags["chorus.study.pair"] == f"{arm}/seed_{seed}"
+            # Ray's own record of the trial: its config names the pair, one result per epoch
+            records = experiment / f"{arm}-seed_{seed}"
+            assert json.load(open(records / "params.json")) == {"pair": f"{arm}/seed_{seed}"}
+            results = [json.loads(x) for x in open(records / "result.json")]
+            assert [r["trial_id"] for r in results] == [trial["trial_id"]] * 4
+            assert [r["epoch"] for r in results] == [1.0, 2.0, 3.0, 4.0]
+            trial_ids.add(trial["trial_id"])
+    assert len(trial_ids) == 4
+
+
+@pytest.mark.slow
 def test_rerun_needs_resume_skips_finished_pairs_and_refuses_a_changed_arm(done, capsys):
     tmp, path, folder = done
     before = {p: os.path.getmtime(folder / p / "summary.json") for p in ("vanilla/seed_0", "mps_tasg/seed_1")}
@@ -121,6 +151,61 @@ def test_rerun_needs_resume_skips_finished_pairs_and_refuses_a_changed_arm(done,
     assert study["arms"]["mps_tasg"]["metrics"]["acc"]["n"] == 2
 
 
+@pytest.mark.slow
+def test_a_pair_trained_again_from_scratch_keeps_one_mlflow_child(done):
+    """After the resume above retrained the lost pair from scratch, its earlier child is retired
+    (KILLED, tagged superseded, deleted: restorable), so the study still has one child per pair."""
+    tmp, _, folder = done
+    state = json.load(open(folder / "study_state.json"))
+    c = MlflowClient(state["tracking_uri"])
+    exp = c.get_run(state["mlflow_run_id"]).info.experiment_id
+    where = f"tags.mlflow.parentRunId = '{state['mlflow_run_id']}'"
+    kids = c.search_runs([exp], where)
+    assert sorted((k.data.tags["chorus.study.arm"], k.data.tags["chorus.study.seed"]) for k in kids) == [
+        ("mps_tasg", "0"), ("mps_tasg", "1"), ("vanilla", "0"), ("vanilla", "1")]
+    assert all(k.info.status == "FINISHED" for k in kids)
+    retired = c.search_runs([exp], where, run_view_type=ViewType.DELETED_ONLY)
+    assert [(k.data.tags["chorus.study.pair"], k.data.tags["chorus.tune.status"]) for k in retired] == [
+        ("mps_tasg/seed_0", "superseded")]
+    now = next(k for k in kids if k.data.tags["chorus.study.pair"] == "mps_tasg/seed_0")
+    trial = json.load(open(folder / "mps_tasg" / "seed_0" / "ray_trial.json"))
+    assert now.data.tags["chorus.tune.trial_id"] == trial["trial_id"] and trial["resumed_from"] is None
+    assert trial["experiment"] == str(folder / "ray" / "call_2")
+
+
+@pytest.mark.slow
+def test_a_pair_whose_loss_turns_non_finite_is_reported_and_the_study_goes_on(tmp_path_factory, capsys):
+    shards = ndigits_shards(tmp_path_factory)
+    tmp = tmp_path_factory.mktemp("study_fail")
+    arms = {"vanilla": {"neuron.mps": False, "loss.gamma": 0.0}, "blowup": {"optim.name": "sgd", "optim.lr": 1e8},
+            "tasg": {"neuron.mps": False, "loss.gamma": 1.0}}
+    path = write_study(tmp, shards, name="fail", arms=arms, seeds=[0], concurrency=2,
+                       fixed={**fixed(shards, tmp), "train.epochs": 1})
+    capsys.readouterr()
+    assert main(["study", path]) == 1
+    err = capsys.readouterr().err
+    assert "[chorus] study: blowup seed 0 failed: NonFiniteLoss: non-finite loss" in err, err[-3000:]
+    assert "trained 2, skipped 0 finished, failed 1" in err
+    folder = tmp / "studies" / "fail"
+    study = json.load(open(folder / "study.json"))
+    assert [(f["arm"], f["seed"]) for f in study["failed"]] == [("blowup", 0)]
+    assert study["arms"]["vanilla"]["metrics"]["acc"]["n"] == 1 and study["arms"]["tasg"]["metrics"]["acc"]["n"] == 1
+    # the pair after the failed one trained (the study went on), in a Ray worker
+    assert (folder / "tasg" / "seed_0" / "per_timestep.json").is_file()
+    trials = {a: json.load(open(folder / a / "seed_0" / "ray_trial.json")) for a in arms}
+    assert all(t["pid"] != os.getpid() for t in trials.values())
+    # concurrency 2: the first two pairs trained at the same time, in two Ray worker processes
+    assert trials["vanilla"]["pid"] != trials["blowup"]["pid"] and len({t["trial_id"] for t in trials.values()}) == 3
+    assert "2 at a time" in err
+    state = json.load(open(folder / "study_state.json"))
+    c = MlflowClient(state["tracking_uri"])
+    assert c.get_run(state["mlflow_run_id"]).info.status == "FAILED"
+    kids = c.search_runs([c.get_run(state["mlflow_run_id"]).info.experiment_id],
+                         f"tags.mlflow.parentRunId = '{state['mlflow_run_id']}'")
+    assert {k.data.tags["chorus.study.arm"]: k.info.status for k in kids} == {
+        "vanilla": "FINISHED", "blowup": "FAILED", "tasg": "FINISHED"}
+
+
 @pytest.mark.parametrize("change, named", [
     ({"arms": {}}, "'arms'"),
     ({"arms": {"MPS+TASG": {"neuron.mps": True}}}, "'arms'"),
@@ -132,6 +217,7 @@ def test_rerun_needs_resume_skips_finished_pairs_and_refuses_a_changed_arm(done,
     ({"arms": {"vanilla": {"neuron.nothing": 1}}}, "'arms.vanilla'"),
     ({"fixed": {"train.epochs": 0}}, "'fixed'"),
     ({"split": "train"}, "'split'"),
+    ({"concurrency": 0}, "'concurrency'"),
 ])
 def test_bad_study_files_exit_2_naming_the_key_and_write_nothing(tmp_path, capsys, change, named):
     shards = str(tmp_path / "no-shards-needed")

@@ -1,6 +1,6 @@
 """``chorus study STUDY.yaml [key=value ...] [--resume]``: an ablation study -- every arm × seed of one
-training recipe, nested under one MLflow parent run -- then the per-arm tables (mean ± std over seeds)
-in ``study.json`` / ``study.md`` of the study folder. ``--help-recipe`` lists the study file's keys.
+training recipe, each a Ray Tune trial, nested under one MLflow parent run -- then the per-arm tables
+(mean ± std over seeds) in ``study.json`` / ``study.md`` of the study folder. ``--help-recipe`` lists the study file's keys.
 
 Exit codes: 0 done, 1 some runs failed (the tables hold the others), 2 bad study file, recipe or data
 (one line naming the problem; nothing written), 130 interrupted.
@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "study", help="ablation study: arms x seeds of one recipe, tables of mean ± std (MLflow parent run)",
         description="Run the study file STUDY.yaml: every arm (a named set of training-recipe overrides) with "
-                    "every seed, one after the other, then per-arm mean ± std over seeds of the ensemble and "
+                    "every seed, each a Ray Tune trial (`concurrency` at a time), then per-arm mean ± std over seeds of the ensemble and "
                     "per-timestep accuracy. Overrides are key.sub=value on the study file (seeds=[0], "
                     "fixed.train.epochs=1, arms.vanilla.loss.gamma=0).")
     p.add_argument("study", nargs="?", help="study file (YAML), e.g. recipes/study/quickstart_ablation.yaml")

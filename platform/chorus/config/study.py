@@ -44,7 +44,10 @@ class StudySpec(Section):
     seeds: list[int] = F(..., "train.seed of each run of every arm", min_length=1)
     split: Literal["test", "val"] = F("test", "the split whose per-timestep results are aggregated")
     out_dir: str = F("runs/study", "where studies are kept (relative: to the working folder)")
-    progress: bool = F(True, "a progress bar over the runs (the runs' own bars are off)")
+    progress: bool = F(True, "a progress line per finished run (the runs' own bars are off)")
+    concurrency: Optional[int] = F(None, "runs (Ray trials) trained at a time; null = the machine's cores // (the "
+                                         "torch threads of a run (OMP_NUM_THREADS, else 1) + 1 for its data reader)",
+                                   ge=1)
     tracking: StudyTracking = F(default_factory=StudyTracking, doc="MLflow of the study")
     _source: Optional[str] = PrivateAttr(None)
 

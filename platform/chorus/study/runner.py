@@ -1,11 +1,11 @@
 """Run a study (``chorus study``): every arm × seed one training run of the one loop
-(:func:`chorus.train.run`, in this process, one after the other), nested under one MLflow parent run,
-then the tables (:mod:`chorus.study.tables`).
+(:func:`chorus.train.run`), each a Ray Tune trial (:mod:`chorus.study.pairs`), nested under one MLflow
+parent run, then the tables (:mod:`chorus.study.tables`).
 
 Layout: ``{out_dir}/{name}/`` holds ``study.yaml`` (the resolved study), ``study_state.json`` (the
-parent MLflow run), ``study.json``, ``study.md`` and ``{arm}/seed_{seed}/`` (each run's folder). Everything
-that can be refused (the study file, every arm × seed's recipe, the shards, a study folder in use) is
-refused before anything is written. ``resume=True`` continues a study: finished pairs (their run folder
+parent MLflow run), ``study.json``, ``study.md``, ``{arm}/seed_{seed}/`` (each run's folder) and ``ray/``
+(Ray's records of each call's trials). Everything that can be refused (the study file, every arm ×
+seed's recipe, the shards, a study folder in use) is refused before anything is written. ``resume=True`` continues a study: finished pairs (their run folder
 holds ``summary.json`` and ``per_timestep.json``) are skipped, after checking that they were trained with
 the recipe the study file gives them now; an interrupted pair resumes from its latest checkpoint.
 """
@@ -138,11 +138,10 @@ def preflight(spec: StudySpec, resume: bool) -> list[Pair]:
 
 
 def run_study(spec: StudySpec, resume: bool = False, stream=None) -> StudyOutcome:
-    """Run (or, with ``resume``, continue) the study; returns its tables and where they are."""
-    from tqdm import tqdm
-
-    from chorus.train import NonFiniteLoss
-    from chorus.train import run as train
+    """Run (or, with ``resume``, continue) the study; returns its tables and where they are. The
+    unfinished pairs train as Ray trials (:func:`chorus.study.pairs.run_pairs`); a driver interrupted
+    (Ctrl+C) before they end raises ``KeyboardInterrupt`` once the parent run is closed KILLED."""
+    from chorus.study.pairs import run_pairs
 
     stream = stream if stream is not None else sys.stderr
     pairs = preflight(spec, resume)
@@ -152,20 +151,15 @@ def run_study(spec: StudySpec, resume: bool = False, stream=None) -> StudyOutcom
     parent = _parent(spec, pairs[0].recipe)
     outcome = StudyOutcome(spec.folder, {}, "", parent.run_id)
     try:
-        bar = tqdm(pairs, desc=f"study {spec.name}", unit="run", disable=not spec.progress, file=stream)
-        for p in bar:
-            bar.set_postfix_str(f"{p.arm} seed {p.seed}")
-            if p.finished:
-                outcome.skipped.append((p.arm, p.seed))
-                continue
-            extra = [f"tracking.parent_run_id={json.dumps(parent.run_id)}"] if parent.run_id else []
-            try:
-                train(load_recipe(spec.recipe, p.overrides + extra))
-                outcome.trained.append((p.arm, p.seed))
-            except NonFiniteLoss as e:                   # the study goes on; the pair is reported
-                outcome.failed.append((p.arm, p.seed, str(e)))
-                print(f"[chorus] study: {p.arm} seed {p.seed} failed: {e}", file=stream, flush=True)
-        bar.close()
+        outcome.skipped = [(p.arm, p.seed) for p in pairs if p.finished]
+        todo = [p for p in pairs if not p.finished]
+        if todo:
+            done = run_pairs(spec, todo, parent.run_id, parent.uri, parent.run_id is not None, stream)
+            outcome.trained, outcome.failed = done.trained, done.failed
+            for arm, seed, message in done.failed:       # the study went on; the pair is reported
+                print(f"[chorus] study: {arm} seed {seed} failed: {message}", file=stream, flush=True)
+            if done.interrupted:
+                raise KeyboardInterrupt(f"{len(done.interrupted)} run(s) of the study unfinished")
         runs = {(p.arm, p.seed): p.run_dir for p in pairs if p.finished}
         study = agg.aggregate(spec.name, list(spec.arms), spec.seeds, runs, spec.split)
         study.update(recipe=spec.recipe, fixed=spec.fixed, arm_overrides=spec.arms, parent_run_id=parent.run_id,

@@ -121,8 +121,9 @@ def timestep_markdown(val: dict[str, float], title: str) -> str:
     ])
 
 
-def _trial_children(uri: str, parent_run_id: str, trial_id: str, client=None):
-    """(client, the child runs of ``parent_run_id`` tagged with trial ``trial_id``)."""
+def _trial_children(uri: str, parent_run_id: str, trial_id: str, client=None, tag: str = TRIAL_TAG):
+    """(client, the child runs of ``parent_run_id`` whose tag ``tag`` is ``trial_id``: a search's trial
+    id, or a study's pair, ``chorus.study.pair``)."""
     if client is None:
         from mlflow.tracking import MlflowClient
 
@@ -130,32 +131,34 @@ def _trial_children(uri: str, parent_run_id: str, trial_id: str, client=None):
     parent = client.get_run(parent_run_id)
     runs = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{tag}` = '{trial_id}'",
     )
     return client, runs
 
 
 def close_child(uri: str, parent_run_id: Optional[str], trial_id: str, status: str, label: str,
-                client=None) -> None:
+                client=None, tag: str = TRIAL_TAG) -> None:
     """End the RUNNING child run of ``parent_run_id`` whose trial is ``trial_id``; tag its label."""
     if not parent_run_id:
         return
-    client, runs = _trial_children(uri, parent_run_id, trial_id, client)
+    client, runs = _trial_children(uri, parent_run_id, trial_id, client, tag)
     for run in runs:
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status=status)
         client.set_tag(run.info.run_id, STATUS_TAG, label)
 
 
-def supersede_children(uri: str, parent_run_id: Optional[str], trial_id: str, client=None) -> int:
+def supersede_children(uri: str, parent_run_id: Optional[str], trial_id: str, client=None,
+                       tag: str = TRIAL_TAG) -> int:
     """Before trial ``trial_id`` starts again from scratch (no checkpoint: a driver or trial killed
     before its first report), retire the child runs of its earlier attempts: end them KILLED, tag them
     ``chorus.tune.status = superseded`` and delete them (MLflow's soft delete: the run and its metrics
     stay in the store, ``mlflow runs restore`` brings them back), so the search keeps one child per
-    trial and the rerun, which logs every step again, is that child. Returns how many were retired."""
+    trial and the rerun, which logs every step again, is that child (``tag``: which tag names the trial).
+    Returns how many were retired."""
     if not parent_run_id:
         return 0
-    client, runs = _trial_children(uri, parent_run_id, trial_id, client)
+    client, runs = _trial_children(uri, parent_run_id, trial_id, client, tag)
     for run in runs:
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status="KILLED")
@@ -175,15 +178,24 @@ def _tune_callback_base():
 class ChildRunCloser(_tune_callback_base()):
     """Ray Tune callback (driver side): when a trial ends, end its child run if it is still open.
 
-    Holds only plain data (it is pickled with the experiment state for ``Tuner.restore``)."""
+    Holds only plain data (it is pickled with the experiment state for ``Tuner.restore``). A child is
+    found by its tag ``tag`` equal to the trial id, or, with ``config_key``, to the trial's config value
+    of that key (a study's pair)."""
 
-    def __init__(self, uri: str, parent_run_id: Optional[str]):
+    def __init__(self, uri: str, parent_run_id: Optional[str], tag: str = TRIAL_TAG,
+                 config_key: Optional[str] = None):
         self.uri = uri
         self.parent_run_id = parent_run_id
+        self.tag = tag
+        self.config_key = config_key
         self._client = None          # made on first use, never pickled
 
     def __getstate__(self):
-        return {"uri": self.uri, "parent_run_id": self.parent_run_id, "_client": None}
+        return {"uri": self.uri, "parent_run_id": self.parent_run_id, "tag": self.tag,
+                "config_key": self.config_key, "_client": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update({"tag": TRIAL_TAG, "config_key": None, **state})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial, "FINISHED", "ended")
@@ -197,6 +209,7 @@ class ChildRunCloser(_tune_callback_base()):
                 from mlflow.tracking import MlflowClient
 
                 self._client = MlflowClient(tracking_uri=self.uri)
-            close_child(self.uri, self.parent_run_id, trial.trial_id, status, label, client=self._client)
+            key = trial.config.get(self.config_key) if self.config_key else trial.trial_id
+            close_child(self.uri, self.parent_run_id, str(key), status, label, client=self._client, tag=self.tag)
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop the search
             print(f"[chorus tune] could not close the MLflow run of trial {trial.trial_id}: {exc}")

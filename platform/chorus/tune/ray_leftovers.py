@@ -5,7 +5,7 @@ which holds ``chorus-owner.json``: the driver's host, pid and process start time
 killed (SIGKILL, OOM killer) Ray's ``DashboardAgent`` and ``RuntimeEnvAgent`` can outlive it (they
 ignore SIGTERM) next to the folder. :func:`clean_dead_instances` -- run by every ``chorus tune`` before
 it starts Ray -- finds folders whose owner is a dead process on this host, stops the processes whose
-command line names that folder (SIGTERM, then SIGKILL) and removes the folder. Folders of live drivers,
+command line names that folder or that hold a file in it open (SIGTERM, then SIGKILL) and removes it. Folders of live drivers,
 of other hosts and folders without an owner file (made by something else) are left alone.
 """
 from __future__ import annotations
@@ -49,8 +49,25 @@ def owner_alive(owner: dict) -> bool:
     return ticks is not None and (owner.get("start_ticks") is None or ticks == owner["start_ticks"])
 
 
+def _holds_file_in(pid: str, prefix: str) -> bool:
+    """Process ``pid`` has a file open under ``prefix`` (Ray 2.60's agents rename their command line to
+    ``ray::DashboardAgent``/``ray::RuntimeEnvAgent`` but keep their logs in the session folder open)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def processes_of(folder: str) -> list[tuple[int, str]]:
-    """``(pid, name)`` of this user's processes whose command line names ``folder``."""
+    """``(pid, name)`` of this user's processes whose command line names ``folder`` or that hold a file
+    in it open."""
     me, found = os.getuid(), []
     needle = folder.rstrip("/").encode()
     for entry in os.listdir("/proc"):
@@ -63,7 +80,7 @@ def processes_of(folder: str) -> list[tuple[int, str]]:
                 cmd = f.read()
         except OSError:
             continue
-        if needle in cmd:
+        if needle in cmd or _holds_file_in(entry, folder.rstrip("/") + "/"):
             parts = [p for p in cmd.split(b"\0") if p]
             name = next((os.path.basename(p.decode(errors="replace")) for p in parts
                          if p.endswith(b".py") or b"ray" in p.lower()), parts[0].decode(errors="replace") if parts else "?")

@@ -41,7 +41,8 @@ class TuneHooks(Hooks):
     (``report(metrics, checkpoint=...)``).
 
     ``report`` is ``ray.tune.report`` in a plain trial and ``ray.train.report`` in a Ray Train worker;
-    ``checkpoint_cls`` the matching ``Checkpoint`` class."""
+    ``checkpoint_cls`` the matching ``Checkpoint`` class, or None to report metrics only (a study's pair
+    resumes from its own run folder's checkpoints)."""
 
     def __init__(self, metric: str, report: Callable, checkpoint_cls, rank: int = 0, all_ranks: bool = False,
                  epochs: Optional[int] = None):
@@ -69,7 +70,7 @@ class TuneHooks(Hooks):
             # clone another trial's final checkpoint into this one, leaving it nothing to train).
             numbers["done"] = True
         checkpoint = None
-        if self.rank == 0 and checkpoint_dir and os.path.isdir(checkpoint_dir):
+        if self.checkpoint_cls is not None and self.rank == 0 and checkpoint_dir and os.path.isdir(checkpoint_dir):
             checkpoint = self.checkpoint_cls.from_directory(checkpoint_dir)
         try:
             self.report(numbers, checkpoint=checkpoint)
@@ -139,12 +140,13 @@ def restore_checkpoint(out_dir: str, checkpoint) -> Optional[str]:
 def fresh_start(ctx: dict, trial_id: str, out_dir: str) -> None:
     """A trial (re)starting without a checkpoint: an earlier attempt's MLflow child run (a driver or
     trial killed before the first report) is retired, so the search keeps one child per trial
-    (:func:`chorus.tune.mlflow_runs.supersede_children`), and its stale ``run.json`` goes."""
+    (:func:`chorus.tune.mlflow_runs.supersede_children`; ``ctx["child_tag"]`` names the tag that holds
+    ``trial_id``, default the Ray trial id's), and its stale ``run.json`` goes."""
     if os.path.isfile(os.path.join(out_dir, "run.json")):
         os.remove(os.path.join(out_dir, "run.json"))
     if ctx.get("tracking", True) and ctx.get("parent_run_id"):
         try:
-            n = supersede_children(ctx["uri"], ctx["parent_run_id"], trial_id)
+            n = supersede_children(ctx["uri"], ctx["parent_run_id"], trial_id, tag=ctx.get("child_tag", TRIAL_TAG))
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop the trial
             print(f"[chorus tune] could not retire the earlier MLflow runs of trial {trial_id}: {exc}", flush=True)
             return
