@@ -89,3 +89,22 @@ def test_nmotion_ablation_plans_the_same_four_arms_on_n_motion():
         r = p.recipe
         assert os.path.basename(os.path.normpath(r.data.shards)) == "nmotion"
         assert (r.neuron.v_threshold, r.data.T, r.model.name, r.train.epochs) == (1.0, 4, "vgg_small", 6)
+
+
+SETUPS = [os.path.splitext(os.path.basename(p))[0] for p in RECIPES
+          if not os.path.basename(p).startswith(("quickstart", "temporal")) and not p.endswith("_vanilla.yaml")]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_every_paper_setup_has_its_ablation_with_the_recipes_own_settings(setup):
+    """The paper's Table-1-style study per setup: the same four arms over the setup's recipe, which keeps
+    its own model, T, threshold and budget (the arms set only MPS and γ)."""
+    spec = load_study(os.path.join(ROOT, "recipes", "study", f"{setup}_ablation.yaml"))
+    assert spec.recipe == os.path.join(ROOT, "recipes", f"{setup}.yaml") and list(spec.arms)[0] == "vanilla"
+    base = load_recipe(spec.recipe)
+    for p in plan(spec):
+        r = p.recipe
+        assert (r.model.name, r.data.T, r.neuron.v_threshold, r.train.epochs) == \
+            (base.model.name, base.data.T, base.neuron.v_threshold, base.train.epochs)
+        assert (r.neuron.mps, r.loss.gamma) == {"vanilla": (False, 0.0), "mps": (True, 0.0), "tasg": (False, 1.0),
+                                                "mps_tasg": (True, 1.0)}[p.arm]
