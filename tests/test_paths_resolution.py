@@ -82,15 +82,22 @@ def test_the_working_directory_still_wins_when_the_folder_is_there(tmp_path, els
     assert recipe.data.shards == "data/ndigits"
 
 
-def test_missing_shards_error_names_the_file_key_and_every_place_looked(tmp_path, elsewhere):
+def test_missing_shards_error_names_the_file_key_and_every_place_looked(tmp_path, elsewhere, monkeypatch):
+    from chorus.config import paths
+
     repo = _mini_repo(tmp_path, with_data=False)
+    # the chorus package's own checkout is looked in too; after `make demo` it holds data/ndigits, so
+    # the test stands in an installed copy without data for it
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    monkeypatch.setattr(paths, "package_repository", lambda: str(installed))
     source = str(repo / "recipes" / "quickstart.yaml")
     recipe = load_recipe(source)
     with pytest.raises(RecipeError) as e:
         components.open_shards(recipe)
     msg = str(e.value)
     assert msg.startswith("data.shards:") and f"set in {source}" in msg
-    for folder in (elsewhere, repo / "recipes", repo):
+    for folder in (elsewhere, repo / "recipes", repo, installed):
         assert str(folder / "data" / "ndigits") in msg, msg
 
 
