@@ -69,3 +69,10 @@ def test_other_floating_buffers_follow_the_parameters_dtype():
     assert m[1].scale.dtype == torch.bfloat16 and m[0].running_mean.dtype == torch.float32
     assert keep_fp32_statistics(m, torch.bfloat16) == 1 and type(m[0]).__mro__[1].__name__ == "_Fp32Statistics"
     assert copy.deepcopy(m)[0].forward.__self__ is not m[0]          # a class, not a bound method: copies work
+
+
+def test_sync_batchnorm_keeps_its_own_forward():
+    m = nn.Sequential(nn.SyncBatchNorm(3), nn.BatchNorm1d(3))
+    assert keep_fp32_statistics(m, torch.bfloat16) == 1
+    assert type(m[0]) is nn.SyncBatchNorm and m[0].running_mean.dtype == torch.bfloat16
+    assert m[1].running_mean.dtype == torch.float32

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,40 +12,23 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from chorus.tracking.store import reachable
-from test_train_support import ROOT, env, ndigits_shards, tiny
+from test_train_support import ROOT, env, ndigits_shards, start_mlflow_server, tiny
 
 QUICKSTART = os.path.join(ROOT, "recipes", "quickstart.yaml")
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.mark.slow
 def test_summary_counts_what_reached_the_server_before_it_was_lost(tmp_path_factory, tmp_path):
     shards = ndigits_shards(tmp_path_factory)
-    port, db = free_port(), f"sqlite:///{tmp_path / 'server.db'}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db, "--artifacts-destination",
-         str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+    server, uri, db = start_mlflow_server(tmp_path)
     out = tmp_path / "run"
+    deadline = time.time() + 300
     try:
-        deadline = time.time() + 90
-        while not reachable(uri, timeout=1)[0]:
-            assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
-            time.sleep(0.5)
         args = tiny(shards, str(out), tmp_path, "train.checkpoint_every=4")
         args = [a for a in args if not a.startswith("tracking.uri=")] + [f"tracking.uri={uri}"]
         run = subprocess.Popen([sys.executable, "-m", "chorus.cli", "train", QUICKSTART, *args], env=env(),
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        while run.poll() is None and time.time() < deadline + 300:    # past the first checkpoint's flush
+        while run.poll() is None and time.time() < deadline:    # past the first checkpoint's flush
             if (out / "metrics.jsonl").exists() and any(json.loads(x)["step"] >= 6 for x in
                                                        (out / "metrics.jsonl").read_text().splitlines()):
                 break

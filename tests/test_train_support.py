@@ -52,6 +52,37 @@ def launch(args: list[str], nproc: int = 2, timeout: float = 300, port: int = 29
                           timeout=timeout, cwd=ROOT, **kw)
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(tmp_path, wait_s: float = 90):
+    """A real ``mlflow server`` on 127.0.0.1 over a sqlite store in ``tmp_path``, in its own session
+    (kill it with ``os.killpg(server.pid, ...)``); returns ``(server, uri, db)`` once it answers."""
+    import time
+
+    from chorus.tracking.store import reachable
+
+    port, db = free_port(), f"sqlite:///{tmp_path / 'server.db'}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db, "--artifacts-destination",
+         str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + wait_s
+    while not reachable(uri, timeout=1)[0]:
+        if time.time() > deadline or server.poll() is not None:
+            os.killpg(server.pid, 9)
+            raise AssertionError(f"mlflow server on {uri} did not start")
+        time.sleep(0.5)
+    return server, uri, db
+
+
 RANK_SCRIPT = """
 import json, sys, torch
 from chorus.config import load_recipe

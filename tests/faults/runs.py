@@ -75,3 +75,20 @@ def differing(a: dict, b: dict) -> list[str]:
     """Names of tensors that are not bit-identical (every key of both)."""
     assert a.keys() == b.keys()
     return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def ray_folder_of(pid: int):
+    """The local Ray instance folder (/tmp/chorus-ray-*) that driver ``pid`` started, or None."""
+    import glob
+    import json
+
+    from chorus.tune.ray_leftovers import OWNER_FILE
+
+    for folder in glob.glob("/tmp/chorus-ray-*"):
+        try:
+            with open(os.path.join(folder, OWNER_FILE)) as f:
+                if json.load(f)["pid"] == pid:
+                    return folder
+        except (OSError, ValueError):
+            pass
+    return None

@@ -3,7 +3,6 @@ first checkpoint (issue 16.2): `--resume` does not train the finished pair again
 interrupted one from its checkpoint in a Ray worker, keeps exactly one MLflow child per pair (the
 interrupted pair's child continued, no step logged twice) and first stops what the dead driver's local
 Ray instance left. Real Ray (started by the driver), real MLflow (sqlite), a tiny 2-arm × 1-seed study."""
-import glob
 import json
 import os
 import signal
@@ -14,7 +13,8 @@ import time
 import pytest
 import yaml
 
-from chorus.tune.ray_leftovers import OWNER_FILE, processes_of
+from chorus.tune.ray_leftovers import processes_of
+from runs import ray_folder_of
 from test_train_support import ROOT, env, ndigits_shards
 
 QUICKSTART = os.path.join(ROOT, "recipes", "quickstart.yaml")
@@ -39,17 +39,6 @@ def _json(path):
         return json.load(f)
 
 
-def _owned_folder(pid):
-    """The local Ray instance folder (/tmp/chorus-ray-*) that driver ``pid`` started."""
-    for folder in glob.glob("/tmp/chorus-ray-*"):
-        try:
-            if _json(os.path.join(folder, OWNER_FILE))["pid"] == pid:
-                return folder
-        except (OSError, ValueError):
-            pass
-    return None
-
-
 def test_driver_sigkill_mid_pair_then_resume_skips_the_finished_pair_one_child_per_pair(
         tmp_path_factory, tmp_path, fault_record):
     shards = ndigits_shards(tmp_path_factory)
@@ -67,7 +56,7 @@ def test_driver_sigkill_mid_pair_then_resume_skips_the_finished_pair_one_child_p
             caught = True
             break
         time.sleep(0.02)
-    ray_folder = _owned_folder(proc.pid)
+    ray_folder = ray_folder_of(proc.pid)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, open(tmp_path / "driver.log").read()[-3000:]
     assert caught, "the second pair was not caught between its first checkpoint and its end"

@@ -5,24 +5,15 @@ died is still in its store, equal to the local rows."""
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from chorus.tracking.store import reachable
 from runs import command, differing, final_weights, run, train_args
-from test_train_support import ROOT, ndigits_shards
+from test_train_support import ROOT, free_port, ndigits_shards, start_mlflow_server
 
 pytestmark = pytest.mark.slow
-
-
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rows(out):
@@ -46,7 +37,7 @@ def reference(tmp_path_factory):
 def test_server_down_at_start(reference, tmp_path, fault_record):
     shards, ref = reference
     out = tmp_path / "run"
-    args = train_args(shards, out, tmp_path, "tracking.enabled=true", f"tracking.uri=http://127.0.0.1:{_port()}")
+    args = train_args(shards, out, tmp_path, "tracking.enabled=true", f"tracking.uri=http://127.0.0.1:{free_port()}")
     t0 = time.time()
     done = run(args)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -60,18 +51,9 @@ def test_server_down_at_start(reference, tmp_path, fault_record):
 
 def test_server_killed_mid_run(reference, tmp_path, fault_record):
     shards, ref = reference
-    port, db = _port(), f"sqlite:///{tmp_path / 'server.db'}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db, "--artifacts-destination",
-         str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+    server, uri, db = start_mlflow_server(tmp_path)
     out = tmp_path / "run"
     try:
-        deadline = time.time() + 90
-        while not reachable(uri, timeout=1)[0]:
-            assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
-            time.sleep(0.5)
         cmd, e = command(train_args(shards, out, tmp_path, "tracking.enabled=true", f"tracking.uri={uri}"))
         train = subprocess.Popen(cmd, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while train.poll() is None and len(_losses(out) if (out / "metrics.jsonl").exists() else {}) < 5:

@@ -2,7 +2,6 @@
 (issue 19.1, issue 13.1): `--resume` finishes the search without rerunning the finished trial, with
 exactly one MLflow child per trial, and it first stops what the dead driver's local Ray instance left
 (its agents, its /tmp/chorus-ray-* folder). Real Ray (started by the driver), real MLflow (sqlite)."""
-import glob
 import json
 import os
 import signal
@@ -12,7 +11,8 @@ import time
 
 import pytest
 
-from chorus.tune.ray_leftovers import OWNER_FILE, processes_of
+from chorus.tune.ray_leftovers import processes_of
+from runs import ray_folder_of
 from test_train_support import ROOT, env, ndigits_shards
 
 SEARCH = os.path.join(ROOT, "recipes", "search", "quickstart_gamma_alpha.yaml")
@@ -21,17 +21,6 @@ pytestmark = pytest.mark.slow
 
 def _lines(path):
     return open(path).read().splitlines() if os.path.isfile(path) else []
-
-
-def _owned_folder(pid):
-    for folder in glob.glob("/tmp/chorus-ray-*"):
-        try:
-            with open(os.path.join(folder, OWNER_FILE)) as f:
-                if json.load(f)["pid"] == pid:
-                    return folder
-        except (OSError, ValueError):
-            pass
-    return None
 
 
 def test_driver_sigkill_mid_trial_then_resume_one_child_per_trial_and_no_ray_leftovers(
@@ -60,7 +49,7 @@ def test_driver_sigkill_mid_trial_then_resume_one_child_per_trial_and_no_ray_lef
                 killed_in = names[1]
                 break
         time.sleep(0.05)
-    folder = _owned_folder(proc.pid)
+    folder = ray_folder_of(proc.pid)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, open(tmp_path / "driver.log").read()[-3000:]
     assert killed_in, "the second trial was not caught before its first report"

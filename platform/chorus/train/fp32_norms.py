@@ -46,7 +46,10 @@ def keep_fp32_statistics(model: nn.Module, dtype: torch.dtype) -> int:
     """Every BatchNorm of ``model`` keeps fp32 running statistics and computes in fp32 (its class swapped
     for a subclass: ``isinstance`` and ``state_dict`` unchanged); every other floating buffer is cast to
     ``dtype`` (the parameters' dtype under DeepSpeed). Returns the number of BatchNorm layers."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    # SyncBatchNorm keeps its own forward (its statistics are reduced across ranks; this fp32 forward
+    # would silently drop that): its buffers follow ``dtype`` like any other
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)]
     kept = set()
     for m in norms:
         if not isinstance(m, _Fp32Statistics):
