@@ -47,7 +47,8 @@ def _padding(spec: tuple):
 
 def lockstep(batches: Iterable, acc) -> Iterator[tuple]:
     """``(x, y, real)`` for every batch of ``batches``; under ZeRO-3 also ``(x, y, False)`` padding
-    batches, so that every rank yields equally often (one small all-gather of shapes per batch)."""
+    batches, so that every rank yields equally often. Per batch one all-gather of two ints per rank;
+    the shapes travel (an object all-gather) only for a batch where some rank has to pad."""
     if not is_zero3(acc):
         for x, y in batches:
             yield x, y, y.numel() > 0
@@ -57,18 +58,24 @@ def lockstep(batches: Iterable, acc) -> Iterator[tuple]:
     it = iter(batches)
     while True:
         batch = next(it, None)
-        specs: list = [None] * acc.num_processes
-        dist.all_gather_object(specs, (batch is not None, _spec(batch)))
-        if not any(more for more, _ in specs):
-            return
         mine = _spec(batch)
+        # one small tensor all-gather per batch: [has a batch, has a non-empty one] of every rank
+        flags = torch.tensor([[batch is not None, mine is not None]], dtype=torch.int32, device=acc.device)
+        every = [torch.zeros_like(flags) for _ in range(acc.num_processes)]
+        dist.all_gather(every, flags)
+        every = torch.cat(every).cpu()
+        if not bool(every[:, 0].any()):
+            return
         if mine is not None:
+            if not bool(every[:, 1].all()):        # someone pads: it needs this shape
+                dist.all_gather_object([None] * acc.num_processes, mine)
             yield batch[0], batch[1], True
             continue
-        other = next((s for _, s in specs if s is not None), None)
-        if other is None:                          # every rank's batch is empty: nothing to forward
+        if not bool(every[:, 1].any()):            # every rank's batch is empty: nothing to forward
             continue
-        x, y = _padding(other)
+        specs: list = [None] * acc.num_processes
+        dist.all_gather_object(specs, None)         # the shapes, only when a rank has to pad
+        x, y = _padding(next(s for s in specs if s is not None))
         yield x, y, False
 
 
