@@ -115,6 +115,27 @@ def test_cache_serves_epoch_two_without_downloading_and_is_named_by_sha256(store
     assert cached == sorted(manifest["splits"]["train"]["sha256"])
 
 
+def test_a_training_run_reads_the_manifest_once_and_each_shard_once(stores, tmp_path):
+    """Two epochs, validation and test from the HTTP store: one manifest request for the whole run
+    (not one per loader: from a bucket each is a request) and one download per shard (the cache)."""
+    from chorus.config import load_recipe
+    from chorus.train import run
+
+    from test_train_support import tiny
+
+    http = stores.http
+    quickstart = os.path.join(ROOT, "recipes", "quickstart.yaml")
+    overrides = tiny(stores.urls["http"], str(tmp_path / "run"), tmp_path, "tracking.enabled=false",
+                     f"data.cache_dir={tmp_path / 'cache'}", "diagnostics.every=0", "data.batch_size=8")
+    before = http.counts.copy()
+    result = run(load_recipe(quickstart, overrides))
+    gets = http.counts - before
+    assert gets["/shards/manifest.json"] == 1
+    manifest = read_manifest(stores.local)
+    shards = {f"/shards/{n}" for info in manifest["splits"].values() for n in info["shards"]}
+    assert {p: n for p, n in gets.items() if p.endswith(".tar")} == {p: 1 for p in shards}
+    assert len(result["history"]) == 2 and result["test"]["samples"] == manifest["splits"]["test"]["num_samples"]
+
 @pytest.mark.parametrize("store", ["s3", "http"])
 def test_a_shard_that_differs_from_the_manifest_is_refused_and_not_cached(stores, store, tmp_path):
     test = read_manifest(stores.local)["splits"]["test"]

@@ -47,10 +47,10 @@ def load_checkpoint(path: str, samples: int | None = None, split: str = "val") -
         raise ReportError(f"checkpoint {path!r}: its data {recipe.data.shards!r} has no {split!r} split to measure on")
     loss_kwargs = dict(gamma=recipe.loss.gamma, temperature=recipe.loss.temperature, ce=recipe.loss.ce,
                        label_smoothing=recipe.loss.label_smoothing)
-    result = evaluate(model, components.make_loader(recipe, split, train=False), T=recipe.data.T,
+    result = evaluate(model, components.make_loader(recipe, split, train=False, manifest=manifest), T=recipe.data.T,
                       loss_kwargs=loss_kwargs)
     n = samples or recipe.diagnostics.samples
-    batches = first_batches(components.make_loader(recipe, split, train=False), n,
+    batches = first_batches(components.make_loader(recipe, split, train=False, manifest=manifest), n,
                             time_first=manifest.get("kind") != "points")
     d = collect(model, batches, layers=recipe.diagnostics.layers,
                 loss_fn=lambda logits, y: ensemble_loss(logits.float(), y, **loss_kwargs))

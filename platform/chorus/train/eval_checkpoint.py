@@ -129,7 +129,7 @@ def load_for_eval(path: str, timesteps: int | None, time_mode: str, shards: str 
         model.timesteps = K
     time_first = manifest.get("kind") != "points"
     frames_T = K if (time_mode == "rebin" or not time_first) else T
-    loader = components.make_loader(recipe, split, train=False, T=frames_T)
+    loader = components.make_loader(recipe, split, train=False, T=frames_T, manifest=manifest)
     return ck, recipe, manifest, model, loader, K, time_first
 
 

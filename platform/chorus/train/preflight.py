@@ -32,7 +32,8 @@ def make_plan(recipe: Recipe, manifest: dict, rank: int, world: int) -> Plan:
     components.check_model_fits_data(recipe, manifest)
     model = components.build_model(recipe, manifest)
     try:
-        batches = len(components.make_loader(recipe, "train", train=True, epoch=0, rank=rank, world_size=world))
+        batches = len(components.make_loader(recipe, "train", train=True, epoch=0, rank=rank, world_size=world,
+                                                manifest=manifest))
     except DataError as e:
         if "cannot fill" not in str(e):
             raise

@@ -133,7 +133,7 @@ class Run:
         """This process's loader of ``split`` (``all_data``: the whole split, for diagnostics)."""
         rank, world = (0, 1) if all_data else (self.acc.process_index, self.acc.num_processes)
         return components.make_loader(self.recipe, split, train=train, epoch=epoch, rank=rank, world_size=world,
-                                      start_batch=start_batch)
+                                      start_batch=start_batch, manifest=self.plan.manifest)
 
     def save_checkpoint(self, progress: Progress, val_acc: Optional[float] = None) -> str:
         """The one way a checkpoint is written (every process takes part); it records where metrics.jsonl
