@@ -267,3 +267,18 @@ def test_missing_manifest_and_missing_store_package_are_named(stores):
     except ImportError:
         with pytest.raises(DataError, match=r"gcsfs \(pip install 'chorus-snn\[gcs\]'\)"):
             read_manifest("gs://some-bucket/shards")
+
+
+def test_s3_reads_leave_the_crc32_to_the_manifest_sha256_unless_the_environment_asks(stores, monkeypatch):
+    """botocore's own CRC32 of each whole-object response is a second pass over a shard that the
+    sha256 check covers: off for our S3 reads; AWS_RESPONSE_CHECKSUM_VALIDATION still decides."""
+    from chorus.data.urls import filesystem
+
+    monkeypatch.delenv("AWS_RESPONSE_CHECKSUM_VALIDATION", raising=False)
+    fs, _ = filesystem(stores.urls["s3"])
+    assert fs.config_kwargs["response_checksum_validation"] == "when_required"
+    assert read_manifest(stores.urls["s3"])["folder"] == stores.urls["s3"]
+    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_supported")
+    fs, _ = filesystem(stores.urls["s3"])
+    assert "response_checksum_validation" not in fs.config_kwargs
+    assert filesystem(stores.urls["http"])[0].protocol[0].startswith("http")

@@ -56,10 +56,25 @@ def filesystem(url: str):
 
     kind = scheme(url)
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **_options(kind))
     except ImportError as exc:
         package, extra = EXTRAS.get(kind, (f"the fsspec backend for {kind}://", None))
         hint = f"pip install 'chorus-snn[{extra}]'" if extra else f"install {package}"
         raise DataError(f"reading {kind}:// URLs needs {package} ({hint})", where=url) from exc
     except ValueError as exc:       # fsspec: "Protocol not known"
         raise DataError(f"no fsspec filesystem for {kind}:// ({exc})", where=url) from exc
+
+
+def _options(kind: str | None) -> dict:
+    """Store options of our reads. S3: botocore checks a CRC32 of every whole-object response
+    (``response_checksum_validation: when_supported``, its default since 1.36), a second pass over
+    each shard that the manifest's sha256 check already covers: measured 8 ms per 16 MB shard,
+    a tenth of the download's CPU against a local S3 server. Off (``when_required``) unless
+    ``AWS_RESPONSE_CHECKSUM_VALIDATION`` or fsspec's own s3 ``config_kwargs`` say otherwise."""
+    if kind not in ("s3", "s3a") or "AWS_RESPONSE_CHECKSUM_VALIDATION" in os.environ:
+        return {}
+    import fsspec.config
+
+    config = dict(fsspec.config.conf.get(kind, {}).get("config_kwargs") or {})
+    config.setdefault("response_checksum_validation", "when_required")
+    return {"config_kwargs": config}
