@@ -33,6 +33,8 @@ def launch_run(tmp, name, shards, *extra, port=29517):
     p = launch(args, nproc=2, port=port)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-6000:]
     res = [json.load(open(out / f"result_rank{r}.json")) for r in (0, 1)]
+    for r in (0, 1):      # the run's process group was destroyed at exit, before finalization
+        res[r]["at_exit"] = json.load(open(out / f"exit_rank{r}.json"))
     params = [torch.load(out / f"params_rank{r}.pt") for r in (0, 1)]
     return res, params, p
 
@@ -40,6 +42,7 @@ def launch_run(tmp, name, shards, *extra, port=29517):
 def check_ranks(res, params, shards, tmp, kind):
     r0, r1 = res
     assert r0["distributed_type"] == r1["distributed_type"] == kind
+    assert r0["at_exit"] == r1["at_exit"] == {"process_group_alive": False}   # chorus.train.process_group
     assert r0["batches"] == r1["batches"] > 0                        # both ranks stepped, equally often
     assert r0["steps"] == r1["steps"] == r0["batches"]                  # no accumulation: one step per batch
     assert params[0].keys() == params[1].keys()

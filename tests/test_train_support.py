@@ -84,10 +84,14 @@ def start_mlflow_server(tmp_path, wait_s: float = 90):
 
 
 RANK_SCRIPT = """
-import json, sys, torch
+import atexit, json, os, sys, torch
 from chorus.config import load_recipe
 from chorus.train import run
 out = sys.argv[1]
+def at_exit():        # registered before the run's own handler, so atexit calls it after that one
+    import torch.distributed as dist
+    json.dump({"process_group_alive": dist.is_initialized()}, open(f"{out}/exit_rank{os.environ.get('RANK', 0)}.json", "w"))
+atexit.register(at_exit)
 result = run(load_recipe(sys.argv[2], sys.argv[3:]))
 import torch.distributed as dist
 rank = dist.get_rank() if dist.is_initialized() else 0

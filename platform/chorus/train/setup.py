@@ -106,6 +106,10 @@ def make_accelerator(recipe: Recipe):
     if plugin is not None and not uses_deepspeed(acc):
         raise RecipeError.at("train.deepspeed", "this process already trained without DeepSpeed (Accelerate keeps "
                              "that for the process); run the DeepSpeed recipe in its own process", recipe.source)
+    if acc.num_processes > 1:
+        from chorus.train import process_group
+
+        process_group.register()     # destroyed at exit, before the interpreter's finalization
     set_seed(t.seed)
     if acc.device.type == "cpu":
         cpu_threads(acc)
