@@ -29,7 +29,7 @@ instead of two (0.43x vs 0.45x N-Digits, 0.24x vs 0.25x CIFAR-sized, same run), 
 
     .venv/bin/python bench/data_cold.py [--rounds 3] [--workdir DIR] [--stream-shard-mb 16]
                                         [--cifar-samples 80] [--events 200000] [--profile]
-                                        [--prefetch 1,2,3] [--only CIFAR-sized]
+                                        [--prefetch 1,2,3] [--only CIFAR-sized] [--boto3-cold]
 """
 from __future__ import annotations
 
@@ -100,6 +100,29 @@ def raw_gets(bucket, key_prefix, names, sizes, client, threads):
 
 
 _CLIENTS = {}
+
+
+def boto3_fetch(url, *, retries=3, parts=1, size=None):
+    """:func:`chorus.data.remote.fetch` by boto3's blocking ``get_object`` (urllib3 reads) instead of
+    s3fs's event loop, for ``--boto3-cold``: does a blocking client overlap better with decoding?"""
+    import boto3
+
+    bucket, key = url[len("s3://"):].split("/", 1)
+    ranged = {"Range": f"bytes=0-{size - 1}"} if size else {}
+    return _boto3_client(boto3).get_object(Bucket=bucket, Key=key, **ranged)["Body"].read()
+
+
+def with_fetch(fn, fetch):
+    """``fn`` run with ``fetch`` in place of chorus's remote fetch."""
+    from chorus.data import remote
+
+    def run():
+        kept, remote.fetch = remote.fetch, fetch
+        try:
+            return fn()
+        finally:
+            remote.fetch = kept
+    return run
 
 
 def _boto3_client(boto3):
@@ -188,6 +211,8 @@ def main() -> int:
     ap.add_argument("--only", default="", help="one dataset (N-Digits or CIFAR-sized)")
     ap.add_argument("--prefetch", default="2", help="prefetch_shards values, comma-separated")
     ap.add_argument("--profile", action="store_true", help="cProfile one cold pass")
+    ap.add_argument("--boto3-cold", action="store_true",
+                    help="also chorus's cold pass with boto3 downloads instead of s3fs")
     args = ap.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="chorus-bench-cold-")
     os.makedirs(work, exist_ok=True)
@@ -217,6 +242,8 @@ def main() -> int:
                                        prefetch_shards=ahead)()
                 suffix = "" if ahead == 2 else f", prefetch {ahead}"
                 cands[f"{dataset} chorus S3 cold{suffix}"] = cold_run
+                if args.boto3_cold:
+                    cands[f"{dataset} chorus S3 cold{suffix}, boto3 GET"] = with_fetch(cold_run, boto3_fetch)
             cands[f"{dataset} chorus S3 warm"] = chorus_pass(      # a later epoch: manifest read once
                 read_manifest(f"{s3}/{rel}"), args.T, args.batch,
                 cache_dir=os.path.join(work, "warm-caches", dataset))
