@@ -104,7 +104,9 @@ _CLIENTS = {}
 
 def boto3_fetch(url, *, retries=3, parts=1, size=None):
     """:func:`chorus.data.remote.fetch` by boto3's blocking ``get_object`` (urllib3 reads) instead of
-    s3fs's event loop, for ``--boto3-cold``: does a blocking client overlap better with decoding?"""
+    s3fs's event loop, for ``--boto3-cold``: does a blocking client overlap better with decoding?
+    One plain GET of the whole object: ``retries`` and ``parts`` are accepted and ignored (a bench
+    against a local server, not a reader to train with)."""
     import boto3
 
     bucket, key = url[len("s3://"):].split("/", 1)
