@@ -25,11 +25,15 @@ waiting on the downloads plus binning, sha256 and the write. Tried and not kept:
 instead of two (0.43x vs 0.45x N-Digits, 0.24x vs 0.25x CIFAR-sized, same run), prefetch 1 or
 3 (within noise), the downloads in a helper process (forked per pass: 0.24x/0.15x vs
 0.54x/0.36x in-process; kept across passes: +10% N-Digits, -25% CIFAR-sized),
-``sys.setswitchinterval(1e-4)`` (+5-20%, but process-wide).
+``sys.setswitchinterval(1e-4)`` (+5-20%, but process-wide), boto3 GETs in place of s3fs
+(``--boto3-cold``: 0.41x vs 0.37x CIFAR-sized, 2026-12-03), each shard streamed into the cache
+while hashed (``--stream-cold``, 2026-12-04, idle host, 3 runs of 7 rounds: 0.32-0.36x vs
+0.37-0.43x for the whole-shard fetch, and more CPU: 0.45-0.58 s vs 0.36-0.39 s).
 
     .venv/bin/python bench/data_cold.py [--rounds 3] [--workdir DIR] [--stream-shard-mb 16]
                                         [--cifar-samples 80] [--events 200000] [--profile]
                                         [--prefetch 1,2,3] [--only CIFAR-sized] [--boto3-cold]
+                                        [--stream-cold]
 """
 from __future__ import annotations
 
@@ -112,6 +116,49 @@ def boto3_fetch(url, *, retries=3, parts=1, size=None):
     bucket, key = url[len("s3://"):].split("/", 1)
     ranged = {"Range": f"bytes=0-{size - 1}"} if size else {}
     return _boto3_client(boto3).get_object(Bucket=bucket, Key=key, **ranged)["Body"].read()
+
+
+def streamed_get(cache, url, sha256, size, download):
+    """:meth:`chorus.data.cache.ShardCache.get` with the shard streamed into its reserved part file
+    by boto3 (1 MB ``readinto`` chunks, sha256 updated per chunk) instead of fetched whole, hashed
+    and then written, for ``--stream-cold``: one pass over the bytes while they are in the CPU's
+    cache. Bench only: every shard is assumed to fit the cache, a mismatch is an assertion."""
+    import boto3
+
+    from chorus.data.cache import _Flock
+
+    f = cache._open(sha256)
+    if f is not None:
+        return "file", f
+    with _Flock(os.path.join(cache.folder, f"{sha256}.lock"), remove=True):
+        f = cache._open(sha256)
+        if f is None:
+            part = cache._reserve(sha256, size)
+            bucket, key = url[len("s3://"):].split("/", 1)
+            raw = _boto3_client(boto3).get_object(Bucket=bucket, Key=key)["Body"]._raw_stream
+            digest, buf = hashlib.sha256(), bytearray(1 << 20)
+            view = memoryview(buf)
+            with open(part, "r+b") as out:
+                while n := raw.readinto(buf):
+                    digest.update(view[:n])
+                    out.write(view[:n])
+            assert digest.hexdigest() == sha256, url
+            os.replace(part, cache.path(sha256))
+            f = cache._open(sha256)
+    return "file", f
+
+
+def with_cache_get(fn, get):
+    """``fn`` run with ``get`` in place of the shard cache's ``get``."""
+    from chorus.data.cache import ShardCache
+
+    def run():
+        kept, ShardCache.get = ShardCache.get, get
+        try:
+            return fn()
+        finally:
+            ShardCache.get = kept
+    return run
 
 
 def with_fetch(fn, fetch):
@@ -215,6 +262,8 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile one cold pass")
     ap.add_argument("--boto3-cold", action="store_true",
                     help="also chorus's cold pass with boto3 downloads instead of s3fs")
+    ap.add_argument("--stream-cold", action="store_true",
+                    help="also chorus's cold pass with each shard streamed into the cache by boto3")
     args = ap.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="chorus-bench-cold-")
     os.makedirs(work, exist_ok=True)
@@ -246,6 +295,9 @@ def main() -> int:
                 cands[f"{dataset} chorus S3 cold{suffix}"] = cold_run
                 if args.boto3_cold:
                     cands[f"{dataset} chorus S3 cold{suffix}, boto3 GET"] = with_fetch(cold_run, boto3_fetch)
+                if args.stream_cold:
+                    cands[f"{dataset} chorus S3 cold{suffix}, boto3 streamed"] = with_cache_get(
+                        cold_run, streamed_get)
             cands[f"{dataset} chorus S3 warm"] = chorus_pass(      # a later epoch: manifest read once
                 read_manifest(f"{s3}/{rel}"), args.T, args.batch,
                 cache_dir=os.path.join(work, "warm-caches", dataset))
