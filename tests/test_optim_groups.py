@@ -147,7 +147,7 @@ def test_rebase_lr_takes_a_perturbed_mps_lr_and_keeps_the_schedule_factor():
 
 
 def test_pbt_search_may_perturb_optim_mps_lr(tmp_path):
-    from chorus.tune.spec import load_search
+    from chorus.config.search import load_search
     from chorus.tune.space import mutations
 
     path = tmp_path / "s.yaml"

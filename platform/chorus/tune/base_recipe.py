@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from chorus.config.search import SearchRecipe, SearchRecipeError
 from chorus.tune.space import to_overrides
-from chorus.tune.spec import SearchRecipe, SearchRecipeError, check_metric
+from chorus.tune.spec import check_metric
 
 
 def _load(spec: SearchRecipe, overrides: list[str], what: str):

@@ -10,8 +10,8 @@ import csv
 import math
 from typing import Any, Iterable, Optional
 
+from chorus.config.search import SearchRecipe
 from chorus.tune.space import trial_values
-from chorus.tune.spec import SearchRecipe
 
 
 def _finite(x: Any) -> Optional[float]:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from chorus.config.search import SearchRecipe, SearchRecipeError
 from chorus.tune import heatmap as hm
 from chorus.tune.base_recipe import check_against_base, fixed_overrides, write_best_recipe
 from chorus.tune.cluster import ray_session
@@ -21,7 +22,7 @@ from chorus.tune.mlflow_runs import ChildRunCloser, SearchRuns
 from chorus.tune.results import best_row, format_table, trial_rows, write_csv
 from chorus.tune.schedulers import make_scheduler
 from chorus.tune.space import num_trials, param_space, search_keys
-from chorus.tune.spec import SearchRecipe, SearchRecipeError, check_resume, check_scheduler_epochs
+from chorus.tune.spec import check_resume, check_scheduler_epochs
 
 STATE_FILE = "chorus_search.json"
 DRIVER_CPU = 0.01     # CPU reserved by a distributed trial's driver (resources.workers > 1)

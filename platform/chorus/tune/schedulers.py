@@ -4,8 +4,8 @@ Time is counted in reported epochs (``training_iteration``: a trial reports once
 """
 from __future__ import annotations
 
+from chorus.config.search import SearchRecipe
 from chorus.tune.space import mutations
-from chorus.tune.spec import SearchRecipe
 
 
 def make_scheduler(spec: SearchRecipe, epochs: int):

@@ -1,4 +1,4 @@
-"""Translate a search space (:class:`~chorus.tune.spec.Dimension` per dotted recipe key) to Ray Tune,
+"""Translate a search space (:class:`~chorus.config.search.Dimension` per dotted recipe key) to Ray Tune,
 and a trial's sampled config back to training-recipe overrides.
 
 Ray Tune's ``param_space`` is kept flat: its keys are the dotted training-recipe keys themselves
@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-from chorus.tune.spec import Dimension, SearchRecipe
+from chorus.config.search import Dimension, SearchRecipe
 
 
 def to_domain(dim: Dimension, *, for_mutation: bool = False) -> Any:

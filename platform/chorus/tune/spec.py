@@ -3,19 +3,11 @@ checks that need the base training recipe: ASHA's rungs against the trials' epoc
 against the names the training loop reports, and a resumed search against the one it resumes."""
 from __future__ import annotations
 
-from chorus.config.search import (FLAT_SECTIONS, KINDS, Dimension, HeatmapSpec, Resources, SchedulerSpec,
-                                  SearchRecipe, SearchRecipeError, TrackingSpec, load_search, parse_dimension,
-                                  parse_search)
+from chorus.config.search import SearchRecipe, SearchRecipeError
 from chorus.config.yaml_io import flatten
 
-DIMENSION_KINDS = KINDS
-SCHEDULERS = ("asha", "pbt", "fifo")
 # keys of a search that decide what its trials are: a resumed search must keep them
 TRIAL_DEFINING = ("base", "fixed", "space", "metric", "mode", "scheduler", "num_samples")
-
-__all__ = ["SearchRecipe", "SearchRecipeError", "Dimension", "SchedulerSpec", "Resources", "TrackingSpec",
-           "HeatmapSpec", "load_search", "parse_search", "parse_dimension", "FLAT_SECTIONS",
-           "check_scheduler_epochs", "check_metric", "check_resume"]
 
 
 def check_scheduler_epochs(spec: SearchRecipe, epochs: int) -> None:
