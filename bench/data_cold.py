@@ -27,7 +27,7 @@ instead of two (0.43x vs 0.45x N-Digits, 0.24x vs 0.25x CIFAR-sized, same run), 
 0.54x/0.36x in-process; kept across passes: +10% N-Digits, -25% CIFAR-sized),
 ``sys.setswitchinterval(1e-4)`` (+5-20%, but process-wide), boto3 GETs in place of s3fs
 (``--boto3-cold``: 0.41x vs 0.37x CIFAR-sized, 2026-12-03), each shard streamed into the cache
-while hashed (``--stream-cold``, 2026-12-04, idle host, 3 runs of 7 rounds: 0.32-0.36x vs
+while hashed (``--stream-cold``, 2026-12-04, an idle 2-core Zen4 host, 3 runs of 7 rounds: 0.32-0.36x vs
 0.37-0.43x for the whole-shard fetch, and more CPU: 0.45-0.58 s vs 0.36-0.39 s).
 
     .venv/bin/python bench/data_cold.py [--rounds 3] [--workdir DIR] [--stream-shard-mb 16]
