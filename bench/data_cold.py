@@ -27,8 +27,8 @@ instead of two (0.43x vs 0.45x N-Digits, 0.24x vs 0.25x CIFAR-sized, same run), 
 0.54x/0.36x in-process; kept across passes: +10% N-Digits, -25% CIFAR-sized),
 ``sys.setswitchinterval(1e-4)`` (+5-20%, but process-wide), boto3 GETs in place of s3fs
 (``--boto3-cold``: 0.41x vs 0.37x CIFAR-sized, 2026-12-03), each shard streamed into the cache
-while hashed (``--stream-cold``, 2026-12-04, an idle 2-core Zen4 host, 3 runs of 7 rounds: 0.32-0.36x vs
-0.37-0.43x for the whole-shard fetch, and more CPU: 0.45-0.58 s vs 0.36-0.39 s).
+while hashed (``--stream-cold``; 2026-12-04, an idle 2-core Zen4 host, 5 runs: 0.32-0.48x against
+0.37-0.51x for the whole-shard fetch in the same runs, below it in every run).
 
     .venv/bin/python bench/data_cold.py [--rounds 3] [--workdir DIR] [--stream-shard-mb 16]
                                         [--cifar-samples 80] [--events 200000] [--profile]
@@ -52,7 +52,8 @@ from _stores import s3_server, upload  # noqa: E402
 from data import (CIFAR_CLASSES, ColdCaches, chorus_pass, one_split_card,  # noqa: E402
                   synthetic_recording, write_aedat4)
 
-from chorus.data import read_manifest, shard  # noqa: E402
+from chorus.data import read_manifest, remote, shard  # noqa: E402
+from chorus.data.cache import ShardCache  # noqa: E402
 
 
 def make_sets(work, shard_mb, cifar_samples, events):
@@ -122,7 +123,8 @@ def streamed_get(cache, url, sha256, size, download):
     """:meth:`chorus.data.cache.ShardCache.get` with the shard streamed into its reserved part file
     by boto3 (1 MB ``readinto`` chunks, sha256 updated per chunk) instead of fetched whole, hashed
     and then written, for ``--stream-cold``: one pass over the bytes while they are in the CPU's
-    cache. Bench only: every shard is assumed to fit the cache, a mismatch is an assertion."""
+    cache. Bench only: it reaches into the cache's lock and reservation and botocore's raw stream
+    (to reuse one buffer); every shard must fit the cache, a mismatch is an assertion."""
     import boto3
 
     from chorus.data.cache import _Flock
@@ -134,6 +136,7 @@ def streamed_get(cache, url, sha256, size, download):
         f = cache._open(sha256)
         if f is None:
             part = cache._reserve(sha256, size)
+            assert part is not None, f"{url}: --stream-cold needs every shard to fit the cache"
             bucket, key = url[len("s3://"):].split("/", 1)
             raw = _boto3_client(boto3).get_object(Bucket=bucket, Key=key)["Body"]._raw_stream
             digest, buf = hashlib.sha256(), bytearray(1 << 20)
@@ -148,29 +151,16 @@ def streamed_get(cache, url, sha256, size, download):
     return "file", f
 
 
-def with_cache_get(fn, get):
-    """``fn`` run with ``get`` in place of the shard cache's ``get``."""
-    from chorus.data.cache import ShardCache
-
+def swapped(fn, owner, name, value):
+    """``fn`` run with ``owner.name`` set to ``value``, restored after: chorus's remote fetch
+    (``--boto3-cold``) or the shard cache's ``get`` (``--stream-cold``)."""
     def run():
-        kept, ShardCache.get = ShardCache.get, get
+        kept = getattr(owner, name)
+        setattr(owner, name, value)
         try:
             return fn()
         finally:
-            ShardCache.get = kept
-    return run
-
-
-def with_fetch(fn, fetch):
-    """``fn`` run with ``fetch`` in place of chorus's remote fetch."""
-    from chorus.data import remote
-
-    def run():
-        kept, remote.fetch = remote.fetch, fetch
-        try:
-            return fn()
-        finally:
-            remote.fetch = kept
+            setattr(owner, name, kept)
     return run
 
 
@@ -294,10 +284,11 @@ def main() -> int:
                 suffix = "" if ahead == 2 else f", prefetch {ahead}"
                 cands[f"{dataset} chorus S3 cold{suffix}"] = cold_run
                 if args.boto3_cold:
-                    cands[f"{dataset} chorus S3 cold{suffix}, boto3 GET"] = with_fetch(cold_run, boto3_fetch)
+                    cands[f"{dataset} chorus S3 cold{suffix}, boto3 GET"] = swapped(
+                        cold_run, remote, "fetch", boto3_fetch)
                 if args.stream_cold:
-                    cands[f"{dataset} chorus S3 cold{suffix}, boto3 streamed"] = with_cache_get(
-                        cold_run, streamed_get)
+                    cands[f"{dataset} chorus S3 cold{suffix}, boto3 streamed"] = swapped(
+                        cold_run, ShardCache, "get", streamed_get)
             cands[f"{dataset} chorus S3 warm"] = chorus_pass(      # a later epoch: manifest read once
                 read_manifest(f"{s3}/{rel}"), args.T, args.batch,
                 cache_dir=os.path.join(work, "warm-caches", dataset))
