@@ -7,9 +7,9 @@ guessing: ``"3"`` is not an int, ``0``/``1`` are not booleans, an int is a float
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from chorus.neurons.params import LIFArgError
 
@@ -41,6 +41,31 @@ class Section(BaseModel):
     """A recipe section: unknown keys and loose types are errors."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FileSpec(Section):
+    """A whole recipe file (training, search or study): validated by :meth:`parse`, it remembers the
+    file it came from as ``source``."""
+
+    _source: Optional[str] = PrivateAttr(None)
+
+    @classmethod
+    def parse(cls, data: dict, error: type["RecipeError"], source: Optional[str]):
+        """``data`` validated; a pydantic error becomes one ``error`` naming the key, the value and ``source``."""
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as e:
+            raise describe_error(cls, e, error, source) from None
+        spec._source = source
+        return spec
+
+    @property
+    def source(self) -> Optional[str]:
+        return self._source
+
+    def to_dict(self) -> dict:
+        """Plain data (what is saved with a run, a search or a study)."""
+        return self.model_dump()
 
 
 def F(default: Any = ..., doc: str = "", **rules) -> Any:

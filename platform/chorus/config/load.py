@@ -10,10 +10,8 @@ import os
 from typing import Iterable
 
 import yaml
-from pydantic import ValidationError
-
 from chorus.config import paths
-from chorus.config.base import RecipeError, describe_error
+from chorus.config.base import RecipeError
 from chorus.config.schema import Recipe
 from chorus.config.yaml_io import apply_overrides, read_yaml
 
@@ -24,11 +22,7 @@ def recipe_from_dict(data: dict, overrides: Iterable[str] = (), source: str | No
     if source and "name" not in merged:
         merged["name"] = os.path.splitext(os.path.basename(source))[0]
     merged.setdefault("data", {})
-    try:
-        recipe = Recipe.model_validate(merged)
-    except ValidationError as e:
-        raise describe_error(Recipe, e, RecipeError, source) from None
-    recipe._source = source
+    recipe = Recipe.parse(merged, RecipeError, source)
     # relative paths written in a recipe mean the same folder from any working directory (config/paths.py)
     recipe.data.shards = paths.resolve(recipe.data.shards, source, os.path.isdir)
     recipe.train.deepspeed = paths.resolve(recipe.train.deepspeed, source, os.path.isfile)
@@ -42,7 +36,7 @@ def load_recipe(path: str, overrides: Iterable[str] = ()) -> Recipe:
 
 def to_dict(recipe: Recipe) -> dict:
     """The resolved recipe as plain data (what is saved with every run)."""
-    return recipe.model_dump()
+    return recipe.to_dict()
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
-from chorus.config.base import F, Section
+from chorus.config.base import F, FileSpec, Section
 from chorus.models.neuron_config import NeuronConfig
 
 
@@ -122,7 +122,7 @@ class DiagnosticsConfig(Section):
     layers: Optional[list[str]] = F(None, "spiking layers to measure; null = all")
 
 
-class Recipe(Section):
+class Recipe(FileSpec):
     """A validated training recipe; ``source`` is the file it came from."""
 
     name: str = F("run", "run name (default: the file name)")
@@ -136,8 +136,3 @@ class Recipe(Section):
     train: TrainConfig = F(default_factory=TrainConfig, doc="the loop")
     tracking: TrackingConfig = F(default_factory=TrackingConfig, doc="MLflow")
     diagnostics: DiagnosticsConfig = F(default_factory=DiagnosticsConfig, doc="ensemble diagnostics")
-    _source: Optional[str] = PrivateAttr(None)
-
-    @property
-    def source(self) -> Optional[str]:
-        return self._source

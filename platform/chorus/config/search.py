@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import PlainSerializer, PlainValidator, PrivateAttr, ValidationError, WithJsonSchema, field_validator, \
-    model_validator
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema, field_validator, model_validator
 
 from chorus.config import yaml_io
-from chorus.config.base import F, KeyedError, RecipeError, Section, describe_error
+from chorus.config.base import F, FileSpec, KeyedError, RecipeError, Section
 
 KINDS = ("grid", "choice", "uniform", "loguniform")
 FLAT_SECTIONS = (("fixed",), ("space",), ("scheduler", "mutations"))
@@ -110,7 +109,7 @@ class HeatmapSpec(Section):
     y: str = F("loss.gamma", "training key of the heatmap's rows")
 
 
-class SearchRecipe(Section):
+class SearchRecipe(FileSpec):
     """A validated search recipe; ``base`` and ``storage_path`` are absolute, ``source`` is the file."""
 
     name: str = F("search", "search name (default: the file name); its folder is storage_path/name")
@@ -129,7 +128,6 @@ class SearchRecipe(Section):
     storage_path: str = F("runs/tune", "where searches are kept (relative: to the working folder)")
     tracking: TrackingSpec = F(default_factory=TrackingSpec, doc="MLflow of the search")
     heatmap: HeatmapSpec = F(default_factory=HeatmapSpec, doc="the heatmap's axes")
-    _source: Optional[str] = PrivateAttr(None)
 
     @field_validator("space", mode="before")
     @classmethod
@@ -138,21 +136,10 @@ class SearchRecipe(Section):
             raise ValueError("empty search space (give at least one key to search)")
         return space
 
-    @property
-    def source(self) -> Optional[str]:
-        return self._source
-
-    def to_dict(self) -> dict:
-        """Plain data (dimensions as ``{kind: values}``), e.g. for saving or logging."""
-        return self.model_dump()
-
 
 def parse_search(raw: dict, where: str, base_dir: str = ".") -> SearchRecipe:
     """Validate a raw mapping into a :class:`SearchRecipe` (without looking at the base recipe)."""
-    try:
-        spec = SearchRecipe.model_validate({"name": Path(where).stem, **raw})
-    except ValidationError as e:
-        raise describe_error(SearchRecipe, e, SearchRecipeError, where) from None
+    spec = SearchRecipe.parse({"name": Path(where).stem, **raw}, SearchRecipeError, where)
     sched = spec.scheduler
     if sched.type == "pbt" and not sched.mutations:
         if "optim.lr" not in spec.space:
@@ -165,7 +152,6 @@ def parse_search(raw: dict, where: str, base_dir: str = ".") -> SearchRecipe:
             f"clone a distributed (Ray Train) trial's checkpoint; use resources.workers: 1 or scheduler asha/fifo")
     spec.base = os.path.abspath(os.path.join(base_dir, os.path.expanduser(spec.base)))
     spec.storage_path = os.path.abspath(os.path.expanduser(spec.storage_path))
-    spec._source = where
     return spec
 
 
@@ -173,6 +159,6 @@ def load_search(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     """Read, override and validate a search recipe file. ``base`` is resolved relative to the file;
     a relative ``storage_path`` relative to the working folder."""
     path = str(path)
-    raw = yaml_io.read_yaml(path, SearchRecipeError, "search recipe")
+    raw = yaml_io.read_yaml(path, SearchRecipeError, "search recipe", "tune")
     raw = yaml_io.apply_overrides(raw, overrides or [], f"command line for {path}", SearchRecipeError, FLAT_SECTIONS)
     return parse_search(raw, path, base_dir=os.path.dirname(os.path.abspath(path)))

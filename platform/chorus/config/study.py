@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import PrivateAttr, ValidationError, field_validator
+from pydantic import field_validator
 
 from chorus.config import yaml_io
-from chorus.config.base import F, RecipeError, Section, describe_error
+from chorus.config.base import F, FileSpec, RecipeError, Section
 
 ARM_NAME = re.compile(r"[A-Za-z0-9_.-]+")       # a folder name and an MLflow metric-name part
 
@@ -32,7 +32,7 @@ class StudyTracking(Section):
     experiment: Optional[str] = F(None, "MLflow experiment; null = the recipe's")
 
 
-class StudySpec(Section):
+class StudySpec(FileSpec):
     """A validated study; ``recipe`` and ``out_dir`` are absolute, ``source`` is the file."""
 
     name: str = F("study", "study name (default: the file name); its folder is out_dir/name")
@@ -49,7 +49,6 @@ class StudySpec(Section):
                                          "torch threads of a run (OMP_NUM_THREADS, else 1) + 1 for its data reader)",
                                    ge=1)
     tracking: StudyTracking = F(default_factory=StudyTracking, doc="MLflow of the study")
-    _source: Optional[str] = PrivateAttr(None)
 
     @field_validator("arms")
     @classmethod
@@ -71,16 +70,9 @@ class StudySpec(Section):
         return seeds
 
     @property
-    def source(self) -> Optional[str]:
-        return self._source
-
-    @property
     def folder(self) -> str:
         """The study folder: ``out_dir/name``."""
         return os.path.join(self.out_dir, self.name)
-
-    def to_dict(self) -> dict:
-        return self.model_dump()
 
 
 def flat_sections(overrides) -> tuple:
@@ -92,13 +84,9 @@ def flat_sections(overrides) -> tuple:
 
 def parse_study(raw: dict, where: str, base_dir: str = ".") -> StudySpec:
     """Validate a raw mapping into a :class:`StudySpec` (the recipe is checked by ``chorus.study``)."""
-    try:
-        spec = StudySpec.model_validate({"name": Path(where).stem, **raw})
-    except ValidationError as e:
-        raise describe_error(StudySpec, e, StudyError, where) from None
+    spec = StudySpec.parse({"name": Path(where).stem, **raw}, StudyError, where)
     spec.recipe = os.path.abspath(os.path.join(base_dir, os.path.expanduser(spec.recipe)))
     spec.out_dir = os.path.abspath(os.path.expanduser(spec.out_dir))
-    spec._source = where
     return spec
 
 
@@ -106,17 +94,8 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
     """Read, override and validate a study file. ``recipe`` is resolved relative to the file, a relative
     ``out_dir`` relative to the working folder."""
     path = str(path)
-    if os.path.isfile(path) and _empty(path):
-        raise StudyError(f"{path}: empty study file (`chorus study --help-recipe` lists its keys)")
-    raw = yaml_io.read_yaml(path, StudyError, "study file")
+    raw = yaml_io.read_yaml(path, StudyError, "study file", "study")
     raw = yaml_io.apply_overrides(raw, overrides or [], f"command line for {path}", StudyError,
                                   flat_sections(overrides))
     return parse_study(raw, path, base_dir=os.path.dirname(os.path.abspath(path)))
 
-
-def _empty(path: str) -> bool:
-    try:
-        with open(path) as f:
-            return yaml_io.yaml_load(f) is None
-    except Exception:       # unreadable or invalid YAML: read_yaml names the problem
-        return False

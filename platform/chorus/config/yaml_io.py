@@ -29,8 +29,9 @@ def yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-def read_yaml(path: str, error: type = RecipeError, what: str = "recipe") -> dict:
-    """The mapping in ``path``; a missing, unparsable, empty or non-mapping file is an ``error``."""
+def read_yaml(path: str, error: type = RecipeError, what: str = "recipe", command: str = "train") -> dict:
+    """The mapping in ``path``; a missing, unparsable, empty or non-mapping file is an ``error`` (the
+    empty one points at ``chorus COMMAND --help-recipe``)."""
     if not os.path.isfile(path):
         raise error(f"{what} file not found: {path}")
     with open(path) as f:
@@ -39,8 +40,7 @@ def read_yaml(path: str, error: type = RecipeError, what: str = "recipe") -> dic
         except yaml.YAMLError as e:
             raise error(f"{path}: not valid YAML ({e})") from None
     if data is None:
-        raise error(f"{path}: empty {what} (`chorus {'tune' if 'search' in what else 'train'} --help-recipe` "
-                    f"lists its keys)")
+        raise error(f"{path}: empty {what} (`chorus {command} --help-recipe` lists its keys)")
     if not isinstance(data, dict):
         raise error(f"{path}: a {what} must be a mapping of sections, got {type(data).__name__}")
     return data
